@@ -1,0 +1,1 @@
+"""Real-environment data: simulators, collection, evaluation sets and training datasets."""

@@ -1,0 +1,127 @@
+"""The episode file format: the official Memory Maze offline data set layout, one ``.npz`` a trajectory.
+
+Every array has a leading time axis of length T+1. ``image[0]`` is the observation before the first
+action; ``action[t]`` (one-hot) is the action that led to ``image[t]``, so ``action[0]`` is all
+zeros; ``reward[t]`` was received on the step into ``image[t]``. See docs/data-format.md.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from world_model.errors import DataError
+
+REQUIRED_KEYS = ("image", "action", "reward")
+GLOBAL_KEYS = (
+    "maze_layout",
+    "agent_pos",
+    "agent_dir",
+    "targets_pos",
+    "targets_vec",
+    "target_pos",
+    "target_vec",
+    "target_color",
+)
+#: Extra keys the project adds. Readers ignore keys they do not know.
+META_KEYS = ("seed", "context_frames", "outbound_frames")
+
+
+def one_hot_actions(actions: np.ndarray, num_actions: int) -> np.ndarray:
+    """Indices ``(T,)`` of the actions taken -> ``(T+1, num_actions)`` float32 "last action" one-hot
+    with an all-zero first row."""
+    actions = np.asarray(actions, dtype=np.int64)
+    out = np.zeros((len(actions) + 1, num_actions), dtype=np.float32)
+    out[np.arange(1, len(actions) + 1), actions] = 1.0
+    return out
+
+
+def action_indices(action: np.ndarray) -> np.ndarray:
+    """One-hot ``(T+1, A)`` -> indices ``(T+1,)`` int64. The all-zero first row maps to 0 (noop)."""
+    action = np.asarray(action)
+    if action.ndim == 1:  # already indices
+        return action.astype(np.int64)
+    return action.argmax(axis=-1).astype(np.int64)
+
+
+def validate_episode(episode: Mapping[str, np.ndarray], name: str = "episode") -> int:
+    """Check the required keys, shapes and dtypes; returns the number of frames T+1."""
+    for key in REQUIRED_KEYS:
+        if key not in episode:
+            raise DataError(f"{name}: missing key {key!r} (has {sorted(episode)})")
+    image = episode["image"]
+    if image.ndim != 4 or image.shape[-1] != 3 or image.dtype != np.uint8:
+        raise DataError(f"{name}: 'image' must be (T+1, H, W, 3) uint8, got {image.shape} {image.dtype}")
+    n = image.shape[0]
+    for key, value in episode.items():
+        if key in META_KEYS:
+            continue
+        if np.ndim(value) == 0 or len(value) != n:
+            raise DataError(f"{name}: {key!r} has {np.shape(value)}, expected a leading axis of {n}")
+    return n
+
+
+def write_episode(path: str | os.PathLike, episode: Mapping[str, np.ndarray]) -> Path:
+    """Write one episode atomically: a temporary file in the same directory, then ``os.replace``.
+
+    A crash or interrupt never leaves a partial ``path`` behind.
+    """
+    path = Path(path)
+    validate_episode(episode, str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npz.tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez_compressed(f, **{k: np.asarray(v) for k, v in episode.items()})
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def read_episode(path: str | os.PathLike, keys: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+    """Read an episode (all keys, or only ``keys``). Raises :class:`DataError` naming a corrupt file."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            names = data.files if keys is None else [k for k in keys if k in data.files]
+            missing = [] if keys is None else [k for k in keys if k not in data.files]
+            if missing:
+                raise DataError(f"{path}: missing key(s) {missing}")
+            return {k: data[k] for k in names}
+    except DataError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        raise DataError(f"{path}: unreadable or corrupt episode file ({exc})") from exc
+
+
+def episode_length(path: str | os.PathLike) -> int:
+    """Number of frames (T+1) in an episode file, read from the ``image`` header without decoding it."""
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            with zf.open("image.npy") as f:
+                version = np.lib.format.read_magic(f)
+                shape, _, _ = np.lib.format._read_array_header(f, version)  # noqa: SLF001
+        return int(shape[0])
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{path}: unreadable or corrupt episode file ({exc})") from exc
+
+
+def list_episodes(root: str | os.PathLike) -> list[Path]:
+    """All ``*.npz`` episode files under ``root`` (recursively), sorted; temporary files excluded."""
+    root = Path(root)
+    if not root.exists():
+        raise DataError(f"{root}: no such directory")
+    if root.is_file():
+        return [root]
+    return sorted(p for p in root.rglob("*.npz") if not p.name.startswith("."))
