@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Mapping
 
@@ -100,8 +101,23 @@ def read_episode(path: str | os.PathLike, keys: tuple[str, ...] | None = None) -
             return {k: data[k] for k in names}
     except DataError:
         raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError, zlib.error) as exc:
         raise DataError(f"{path}: unreadable or corrupt episode file ({exc})") from exc
+
+
+def read_npy_header(f) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """Read the header of a ``.npy`` stream positioned at its start: ``(shape, fortran_order, dtype)``.
+
+    Leaves ``f`` positioned at the first data byte. Uses only NumPy's public header readers.
+    """
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+        return np.lib.format.read_array_header_1_0(f)
+    # Version 3.0 differs from 2.0 only in the header text encoding (utf-8 vs latin-1), which does
+    # not matter for the plain numeric arrays of an episode file.
+    if version in ((2, 0), (3, 0)):
+        return np.lib.format.read_array_header_2_0(f)
+    raise ValueError(f"unsupported .npy format version {version}")
 
 
 def episode_length(path: str | os.PathLike) -> int:
@@ -110,10 +126,9 @@ def episode_length(path: str | os.PathLike) -> int:
     try:
         with zipfile.ZipFile(path) as zf:
             with zf.open("image.npy") as f:
-                version = np.lib.format.read_magic(f)
-                shape, _, _ = np.lib.format._read_array_header(f, version)  # noqa: SLF001
+                shape, _, _ = read_npy_header(f)
         return int(shape[0])
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         raise DataError(f"{path}: unreadable or corrupt episode file ({exc})") from exc
 
 
