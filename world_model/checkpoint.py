@@ -1,0 +1,127 @@
+"""Checkpoints: a run directory holds ``config.json`` + ``model.safetensors`` (the EMA weights used
+for inference), ``vae/`` when latents come from a VAE, and ``train_state.pt`` for resuming
+(plain tensors and numbers only, loadable with ``torch.load(weights_only=True)``).
+
+Nothing here unpickles arbitrary objects.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from world_model.config import RunConfig
+from world_model.diffusion import Diffusion
+from world_model.errors import CheckpointError
+from world_model.io import atomic_write
+from world_model.latents import PixelCodec, VAECodec, load_vae
+from world_model.model import RADModel
+
+logger = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+TRAIN_STATE_FILE = "train_state.pt"
+VAE_DIR = "vae"
+
+
+@dataclass
+class World:
+    """A trained world model: the network, its objective, its frame codec and its config."""
+
+    config: RunConfig
+    model: RADModel
+    diffusion: Diffusion
+    codec: nn.Module
+
+    def to(self, device) -> "World":
+        self.model.to(device)
+        self.codec.to(device)
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+
+def save_weights(path: str | Path, state_dict: dict[str, torch.Tensor]) -> None:
+    tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+
+
+def save_world(run_dir: str | Path, config: RunConfig, model: nn.Module,
+               vae_source: str | Path | None = None) -> Path:
+    """Write ``config.json`` and ``model.safetensors`` (and copy the VAE into ``vae/``)."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if vae_source is not None and Path(vae_source).resolve() != (run_dir / VAE_DIR).resolve():
+        tmp = run_dir / ".vae.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(vae_source, tmp)
+        shutil.rmtree(run_dir / VAE_DIR, ignore_errors=True)
+        tmp.rename(run_dir / VAE_DIR)
+    save_weights(run_dir / WEIGHTS_FILE, model.state_dict())
+    config.save(run_dir / CONFIG_FILE)
+    return run_dir
+
+
+def load_state_into(module: nn.Module, path: Path) -> None:
+    """Load safetensors weights with an error naming the file and every mismatch."""
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing weights file")
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: corrupt or unreadable safetensors file ({exc})") from exc
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = [f"{k}: file {tuple(state[k].shape)} vs config {tuple(own[k].shape)}"
+              for k in own if k in state and state[k].shape != own[k].shape]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} tensor(s), e.g. {missing[:3]}")
+        if unexpected:
+            parts.append(f"unexpected {len(unexpected)} tensor(s), e.g. {unexpected[:3]}")
+        if shapes:
+            parts.append(f"shape mismatch: {shapes[:3]}")
+        raise CheckpointError(f"{path}: weights do not match config.json: " + "; ".join(parts))
+    module.load_state_dict(state)
+
+
+def load(run_dir: str | Path, device: str | torch.device = "cpu") -> World:
+    """Rebuild a trained world from its directory alone.
+
+    Raises:
+        CheckpointError: missing files, an incompatible config version, or weights that do not
+            match the config; the message names the file and the mismatch.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise CheckpointError(f"{run_dir}: no such checkpoint directory")
+    config = RunConfig.load(run_dir / CONFIG_FILE)
+    model = RADModel(config.model, config.diffusion.num_levels)
+    load_state_into(model, run_dir / WEIGHTS_FILE)
+    if config.latent.kind == "vae":
+        vae_dir = run_dir / VAE_DIR
+        if not vae_dir.is_dir():
+            raise CheckpointError(f"{vae_dir}: missing (config.json says latents come from a VAE)")
+        codec: nn.Module = VAECodec(load_vae(vae_dir))
+    else:
+        codec = PixelCodec()
+    size = config.latent.frame_size // codec.downsample
+    if (codec.channels, size) != (config.model.latent_channels, config.model.latent_size):
+        raise CheckpointError(
+            f"{run_dir}: the codec gives {codec.channels}x{size} latents but "
+            f"the model expects {config.model.latent_channels}x{config.model.latent_size}"
+        )
+    model.eval().requires_grad_(False)
+    return World(config, model, Diffusion(config.diffusion), codec).to(device)

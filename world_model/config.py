@@ -1,0 +1,225 @@
+"""Typed, frozen configuration of every component, saved beside the weights it built.
+
+``ModelConfig`` describes the network, ``DiffusionConfig`` the noise schedule and objective,
+``TrainConfig`` the training run. ``RunConfig`` groups them; it is what ``config.json`` in a run
+directory holds, with a format version so an incompatible file is refused with a clear message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from world_model.errors import CheckpointError, UserError
+
+#: Version of the config.json layout. Bump on incompatible changes.
+CONFIG_VERSION = 1
+
+MemoryType = Literal["lstm", "mamba2", "ttt", "none"]
+ModeType = Literal["frame", "chunk"]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The RAD network (paper Sec. 4.1): a DiT over per-frame latents with a memory block per layer."""
+
+    latent_channels: int = 4
+    """Channels C of one frame's latent (3 in pixel space, 4 for a Stable-Diffusion-style VAE)."""
+    latent_size: int = 16
+    """Spatial size h = w of one frame's latent (64 in pixel space)."""
+    patch_size: int = 2
+    """Patch side p: a frame becomes N = (latent_size / p)**2 tokens."""
+    width: int = 256
+    """Token width D."""
+    depth: int = 6
+    """Number of RAD layers L."""
+    heads: int = 4
+    """Attention heads (spatial and temporal); D must divide by it and D/heads be even (RoPE)."""
+    mlp_ratio: float = 4.0
+    """Hidden width of the MLP relative to D."""
+    num_actions: int = 6
+    """Size of the discrete action set."""
+    window: int = 20
+    """Attention window W in frames (paper: 20)."""
+    mode: ModeType = "frame"
+    """'frame': banded causal window sliding one frame (RAD-f); 'chunk': block-causal windows (RAD-c)."""
+    memory: MemoryType = "lstm"
+    """Memory block: 'lstm' (main), 'mamba2', 'ttt', or 'none' (the Diffusion Forcing baseline)."""
+    memory_hidden: int = 256
+    """Memory width: LSTM hidden size, Mamba2 inner width, TTT total head width."""
+    memory_action_dim: int = 32
+    """Width of the projected action concatenated into the memory input (paper Sec. 6.1); 0 disables."""
+    mamba_state: int = 16
+    """Mamba2 SSM state size per head."""
+    mamba_heads: int = 4
+    """Mamba2 heads (memory_hidden must divide by it)."""
+    mamba_conv: int = 4
+    """Mamba2 causal convolution kernel."""
+    ttt_heads: int = 4
+    """TTT-linear heads (memory_hidden must divide by it)."""
+    ttt_lr: float = 1.0
+    """Base inner-loop learning rate of TTT-linear (scaled per step by a learned sigmoid gate)."""
+    reward_head: bool = True
+    """Predict the reward of each frame and whether it ends the episode (heads on pooled features)."""
+
+    @property
+    def grid(self) -> int:
+        return self.latent_size // self.patch_size
+
+    @property
+    def tokens_per_frame(self) -> int:
+        return self.grid**2
+
+    @property
+    def head_dim(self) -> int:
+        return self.width // self.heads
+
+    def validate(self) -> "ModelConfig":
+        def need(ok: bool, msg: str) -> None:
+            if not ok:
+                raise UserError(f"invalid ModelConfig: {msg}")
+
+        need(self.memory in ("lstm", "mamba2", "ttt", "none"), f"memory={self.memory!r}")
+        need(self.mode in ("frame", "chunk"), f"mode={self.mode!r}")
+        need(self.latent_size % self.patch_size == 0, "latent_size must divide by patch_size")
+        need(self.width % self.heads == 0, "width must divide by heads")
+        need(self.head_dim % 4 == 0, "width/heads must divide by 4 (2D RoPE)")
+        need(self.window >= 1, "window must be >= 1")
+        need(self.depth >= 1 and self.num_actions >= 1, "depth and num_actions must be >= 1")
+        if self.memory == "mamba2":
+            need(self.memory_hidden % self.mamba_heads == 0, "memory_hidden % mamba_heads != 0")
+        if self.memory == "ttt":
+            need(self.memory_hidden % self.ttt_heads == 0, "memory_hidden % ttt_heads != 0")
+        return self
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    """Noise schedule and objective (diffusion forcing: an independent level per frame)."""
+
+    num_levels: int = 1000
+    """Number of noise levels K; level 0 is the clean frame, level K pure noise."""
+    schedule: Literal["cosine", "linear"] = "cosine"
+    prediction: Literal["v", "eps", "x0"] = "v"
+    """What the network predicts. v-prediction (as DF and VRAG) is well scaled at every level."""
+    clean_prob: float = 0.1
+    """Probability that a training frame is left clean (level 0), as context frames are at inference."""
+    reward_loss_weight: float = 0.1
+    termination_loss_weight: float = 0.01
+
+
+@dataclass(frozen=True)
+class LatentConfig:
+    """Where frame latents come from."""
+
+    kind: Literal["pixels", "vae"] = "pixels"
+    """'pixels': the frame scaled to [-1, 1]; 'vae': a diffusers AutoencoderKL (no temporal compression)."""
+    vae_path: str | None = None
+    """Directory of a local diffusers AutoencoderKL (config.json + weights). Copied into the run."""
+    frame_size: int = 64
+    """Side of the square RGB frames (Memory Maze: 64)."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run."""
+
+    seq_len: int = 32
+    """Frames per training sample T (paper: 1001 on Maze)."""
+    batch_size: int = 8
+    steps: int = 10000
+    lr: float = 3e-4
+    weight_decay: float = 0.01
+    warmup_steps: int = 200
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    val_fraction: float = 0.05
+    val_batches: int = 4
+    log_every: int = 20
+    val_every: int = 500
+    checkpoint_every: int = 500
+    num_workers: int = 2
+    seed: int = 0
+    max_nonfinite: int = 20
+    """Stop with an error after this many consecutive non-finite losses (each one is skipped)."""
+    detach_every: int = 0
+    """Truncate backprop through the memory every this many frames (0: never)."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything needed to rebuild a trained world: what ``config.json`` holds."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    latent: LatentConfig = field(default_factory=LatentConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    version: int = CONFIG_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> "RunConfig":
+        version = data.get("version")
+        if version != CONFIG_VERSION:
+            raise CheckpointError(
+                f"{source}: config format version {version!r} is not supported "
+                f"(this rad-env reads version {CONFIG_VERSION})"
+            )
+        try:
+            return cls(
+                model=_build(ModelConfig, data.get("model", {}), f"{source}: model"),
+                diffusion=_build(DiffusionConfig, data.get("diffusion", {}), f"{source}: diffusion"),
+                latent=_build(LatentConfig, data.get("latent", {}), f"{source}: latent"),
+                train=_build(TrainConfig, data.get("train", {}), f"{source}: train"),
+                version=version,
+            )
+        except UserError as exc:
+            raise CheckpointError(str(exc)) from exc
+
+    def save(self, path: str | Path) -> None:
+        from world_model.io import atomic_write_text
+
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "RunConfig":
+        path = Path(path)
+        if not path.is_file():
+            raise CheckpointError(f"{path}: missing config file")
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise CheckpointError(f"{path}: not valid JSON ({exc})") from exc
+        if not isinstance(data, dict):
+            raise CheckpointError(f"{path}: expected a JSON object")
+        return cls.from_dict(data, str(path))
+
+
+def _build(cls, values: dict[str, Any], where: str):
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise UserError(f"{where}: unknown field(s) {unknown}")
+    obj = cls(**values)
+    return obj.validate() if hasattr(obj, "validate") else obj
+
+
+def load_config_file(path: str | Path) -> RunConfig:
+    """A user's config file (JSON) with any subset of the sections and fields; the rest default."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such config file")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}: not valid JSON ({exc})") from exc
+    data.setdefault("version", CONFIG_VERSION)
+    try:
+        return RunConfig.from_dict(data, str(path))
+    except CheckpointError as exc:
+        raise UserError(str(exc)) from exc

@@ -1,0 +1,91 @@
+"""The diffusion objective: noise schedule, diffusion-forcing levels, parameterisations, loss.
+
+No parameters. Level ``k`` in ``[0, K]``: ``x_k = alpha_k x0 + sigma_k eps`` with
+``alpha_k^2 = alpha_bar[k]``, ``sigma_k^2 = 1 - alpha_bar[k]``; level 0 is the clean frame
+(``alpha_bar[0] = 1``) and level K pure noise.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from world_model.config import DiffusionConfig
+
+
+class Diffusion:
+    """Schedule and conversions between the network output and ``x0`` / ``eps``."""
+
+    def __init__(self, cfg: DiffusionConfig) -> None:
+        self.cfg = cfg
+        K = cfg.num_levels
+        t = torch.arange(K + 1, dtype=torch.float64) / K
+        if cfg.schedule == "cosine":
+            s = 0.008
+            f = torch.cos((t + s) / (1 + s) * math.pi / 2) ** 2
+            alpha_bar = (f / f[0]).clamp(0.0, 1.0)
+        elif cfg.schedule == "linear":  # DDPM betas 1e-4 .. 0.02 over K steps
+            betas = torch.linspace(1e-4, 0.02, K, dtype=torch.float64)
+            alpha_bar = torch.cat([torch.ones(1, dtype=torch.float64), torch.cumprod(1 - betas, 0)])
+        else:
+            raise ValueError(f"unknown schedule {cfg.schedule!r}")
+        alpha_bar[0] = 1.0
+        self.alpha_bar = alpha_bar.float()  # (K+1,)
+
+    @property
+    def num_levels(self) -> int:
+        return self.cfg.num_levels
+
+    def coefficients(self, levels: Tensor) -> tuple[Tensor, Tensor]:
+        """``alpha, sigma`` for integer ``levels`` of any shape (float32, same shape)."""
+        ab = self.alpha_bar.to(levels.device)[levels.long()]
+        return ab.sqrt(), (1 - ab).clamp(min=0).sqrt()
+
+    def sample_levels(self, shape: tuple[int, ...], generator: torch.Generator | None = None,
+                      device=None) -> Tensor:
+        """Diffusion forcing: an independent level per frame, uniform on ``1..K``, clean (0) with
+        probability ``clean_prob``. Returns int64 of ``shape``."""
+        levels = torch.randint(1, self.num_levels + 1, shape, generator=generator, device=device)
+        if self.cfg.clean_prob > 0:
+            clean = torch.rand(shape, generator=generator, device=device) < self.cfg.clean_prob
+            levels = levels.masked_fill(clean, 0)
+        return levels
+
+    @staticmethod
+    def _expand(c: Tensor, x: Tensor) -> Tensor:
+        return c.reshape(*c.shape, *([1] * (x.dim() - c.dim())))
+
+    def add_noise(self, x0: Tensor, levels: Tensor, noise: Tensor) -> Tensor:
+        """``x0, noise (B, T, ...)``, ``levels (B, T)`` -> noisy ``x_k``."""
+        a, s = self.coefficients(levels)
+        return self._expand(a, x0) * x0 + self._expand(s, x0) * noise
+
+    def target(self, x0: Tensor, noise: Tensor, levels: Tensor) -> Tensor:
+        """What the network is trained to output under ``cfg.prediction``."""
+        if self.cfg.prediction == "eps":
+            return noise
+        if self.cfg.prediction == "x0":
+            return x0
+        a, s = self.coefficients(levels)
+        return self._expand(a, x0) * noise - self._expand(s, x0) * x0
+
+    def to_x0_eps(self, x_t: Tensor, output: Tensor, levels: Tensor) -> tuple[Tensor, Tensor]:
+        """Network output -> predicted ``(x0, eps)``, computed in float32."""
+        x_t, output = x_t.float(), output.float()
+        a, s = self.coefficients(levels)
+        a, s = self._expand(a, x_t), self._expand(s, x_t)
+        if self.cfg.prediction == "v":
+            return a * x_t - s * output, s * x_t + a * output
+        if self.cfg.prediction == "eps":
+            x0 = (x_t - s * output) / a.clamp(min=1e-4)
+            return x0, output
+        eps = (x_t - a * output) / s.clamp(min=1e-4)
+        return output, eps
+
+    def loss(self, output: Tensor, target: Tensor, levels: Tensor) -> Tensor:
+        """Mean squared error over frames with level > 0 (a clean frame has nothing to denoise)."""
+        per_frame = (output.float() - target.float()).pow(2).flatten(2).mean(-1)  # (B, T)
+        weight = (levels > 0).float()
+        return (per_frame * weight).sum() / weight.sum().clamp(min=1.0)

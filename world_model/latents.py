@@ -1,0 +1,102 @@
+"""Frame latents: pixels scaled to [-1, 1], or a per-frame diffusers ``AutoencoderKL``.
+
+A codec maps ``frames (B, T, H, W, 3) uint8`` to ``latents (B, T, C, h, w) float32`` and back, one
+frame at a time (no temporal compression, paper App. A.4). Nothing is downloaded: a VAE is loaded
+from a local directory (``config.json`` + ``diffusion_pytorch_model.safetensors``).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from world_model.errors import CheckpointError
+
+logger = logging.getLogger(__name__)
+
+
+def frames_to_float(frames: Tensor) -> Tensor:
+    """``(..., H, W, 3) uint8`` -> ``(..., 3, H, W)`` float32 in [-1, 1]."""
+    return frames.movedim(-1, -3).float().div(127.5).sub(1.0)
+
+
+def float_to_frames(x: Tensor) -> Tensor:
+    """``(..., 3, H, W)`` float in [-1, 1] -> ``(..., H, W, 3) uint8``."""
+    return x.float().clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8).movedim(-3, -1)
+
+
+class PixelCodec(nn.Module):
+    """Pixel space: the latent is the frame itself in [-1, 1] (C=3, h=w=64)."""
+
+    channels = 3
+    downsample = 1
+
+    def encode(self, frames: Tensor) -> Tensor:
+        return frames_to_float(frames)
+
+    def decode(self, latents: Tensor) -> Tensor:
+        return float_to_frames(latents)
+
+
+class VAECodec(nn.Module):
+    """A diffusers ``AutoencoderKL`` applied per frame; latents are scaled by its
+    ``scaling_factor`` so they have about unit variance."""
+
+    def __init__(self, vae) -> None:
+        super().__init__()
+        self.vae = vae.eval().requires_grad_(False)
+        self.channels = vae.config.latent_channels
+        self.downsample = 2 ** (len(vae.config.block_out_channels) - 1)
+        self.scaling = float(vae.config.scaling_factor)
+
+    @classmethod
+    def from_dir(cls, path: str | Path) -> "VAECodec":
+        return cls(load_vae(path))
+
+    @torch.no_grad()
+    def encode(self, frames: Tensor) -> Tensor:
+        lead = frames.shape[:-3]
+        x = frames_to_float(frames.reshape(-1, *frames.shape[-3:]))
+        z = self.vae.encode(x).latent_dist.mode() * self.scaling
+        return z.reshape(*lead, *z.shape[1:])
+
+    @torch.no_grad()
+    def decode(self, latents: Tensor) -> Tensor:
+        lead = latents.shape[:-3]
+        z = latents.reshape(-1, *latents.shape[-3:]) / self.scaling
+        x = self.vae.decode(z.to(next(self.vae.parameters()).dtype)).sample
+        return float_to_frames(x).reshape(*lead, *x.shape[-2:], 3)
+
+
+def load_vae(path: str | Path):
+    """Load a local diffusers AutoencoderKL directory, with a clear error when it is not one."""
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise CheckpointError(f"{path}: not a diffusers AutoencoderKL directory (no config.json)")
+    if not any(path.glob("*.safetensors")):
+        raise CheckpointError(f"{path}: no *.safetensors weights (only safetensors are loaded)")
+    from diffusers import AutoencoderKL
+
+    try:
+        return AutoencoderKL.from_pretrained(str(path), use_safetensors=True, local_files_only=True)
+    except Exception as exc:  # diffusers raises a variety of errors for a bad directory
+        raise CheckpointError(f"{path}: could not load the AutoencoderKL ({exc})") from exc
+
+
+def make_codec(kind: str, vae_path: str | Path | None = None) -> nn.Module:
+    """``'pixels'`` or ``'vae'`` (with a local AutoencoderKL directory)."""
+    if kind == "pixels":
+        return PixelCodec()
+    if kind == "vae":
+        if vae_path is None:
+            raise CheckpointError("latent kind 'vae' needs a vae_path")
+        return VAECodec.from_dir(vae_path)
+    raise CheckpointError(f"unknown latent kind {kind!r}")
+
+
+def latent_shape(frames_hw: int, codec: nn.Module) -> tuple[int, int]:
+    """``(channels, size)`` of the latent of a square frame of side ``frames_hw``."""
+    return codec.channels, frames_hw // codec.downsample

@@ -1,0 +1,333 @@
+"""The RAD network (paper Sec. 4): a diffusion transformer over per-frame latents in which every
+layer has spatial attention (2D RoPE), temporal attention (1D RoPE, the mode's window mask), a
+recurrent memory block fed with the action (Sec. 6.1), and an MLP, all conditioned by adaLN-Zero
+on each frame's noise level and action.
+
+Three passes share every weight:
+
+* ``forward``        - the windowed pass over a whole sequence (training; diffusion loss).
+* ``prefetch``       - the window-1 pass over *clean* frames that writes the memory, layer by layer
+                       (attention parallel over frames, one recurrent scan per layer). Paper Sec. 4.3.
+* ``forward_frame``  - one frame against cached keys/values of its context (the rollout engine).
+
+Memory states are explicit: per layer a tuple of tensors shaped ``(B, N, *feature)`` (N tokens per
+frame), or ``None`` for memory ``'none'``. The network knows nothing of the noise schedule.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from einops import rearrange
+from torch import Tensor, nn
+
+from world_model.config import ModelConfig
+from world_model.layers import MLP, Attention, LevelEmbedding, modulate, rope_2d, rope_angles
+from world_model.memory import State, make_memory
+from world_model.windows import read_index, temporal_mask
+
+#: Per layer: the memory state tuple (each ``(B, N, *feature)``), or None without memory.
+MemoryState = list
+#: Per layer: cached temporal keys and values of context frames, each ``(B, N, heads, P, head_dim)``.
+KVCache = list
+
+
+@dataclass
+class ModelOutput:
+    prediction: Tensor
+    """``(B, T, C, h, w)``: the network's diffusion prediction (v, eps or x0 per DiffusionConfig)."""
+    reward: Tensor | None = None
+    """``(B, T)`` predicted reward of each frame."""
+    termination_logit: Tensor | None = None
+    """``(B, T)`` logit that the frame ends the episode."""
+
+
+class RADBlock(nn.Module):
+    """One RAD layer: spatial attention, temporal attention, memory, MLP; adaLN-Zero throughout."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        D = cfg.width
+        self.cfg = cfg
+        self.norm_s = nn.LayerNorm(D, elementwise_affine=False, eps=1e-6)
+        self.norm_t = nn.LayerNorm(D, elementwise_affine=False, eps=1e-6)
+        self.norm_f = nn.LayerNorm(D, elementwise_affine=False, eps=1e-6)
+        self.spatial = Attention(D, cfg.heads)
+        self.temporal = Attention(D, cfg.heads)
+        self.mlp = MLP(D, int(D * cfg.mlp_ratio))
+        self.memory = make_memory(cfg.memory, D + cfg.memory_action_dim, cfg)
+        n_mod = 9
+        if self.memory is not None:
+            self.norm_m = nn.LayerNorm(D, elementwise_affine=False, eps=1e-6)
+            self.mem_out = nn.Linear(self.memory.out_dim, D)
+            self.mem_action = (nn.Embedding(cfg.num_actions, cfg.memory_action_dim)
+                               if cfg.memory_action_dim > 0 else None)
+            n_mod = 12
+        self.ada = nn.Sequential(nn.SiLU(), nn.Linear(D, n_mod * D))
+        nn.init.zeros_(self.ada[1].weight)
+        nn.init.zeros_(self.ada[1].bias)
+
+    # -- pieces shared by every pass -------------------------------------------------------------
+    def modulations(self, c: Tensor) -> list[Tensor]:
+        """``c (B, T, D)`` -> shift/scale/gate tensors, each ``(B, T, 1, D)``."""
+        return [m[:, :, None] for m in self.ada(c).chunk(12 if self.memory is not None else 9, -1)]
+
+    def spatial_part(self, x: Tensor, mods: list[Tensor], rope_s) -> Tensor:
+        B, T, N, D = x.shape
+        h = modulate(self.norm_s(x), mods[0], mods[1]).reshape(B * T, N, D)
+        return x + mods[2] * self.spatial(h, rope_s).view(B, T, N, D)
+
+    def temporal_input(self, x: Tensor, mods: list[Tensor]) -> Tensor:
+        return modulate(self.norm_t(x), mods[3], mods[4])
+
+    def memory_input(self, x: Tensor, mods: list[Tensor], actions: Tensor) -> Tensor:
+        """``u = concat(LN-modulated y, Linear(a))``: ``(B, T, N, D + memory_action_dim)``."""
+        u = modulate(self.norm_m(x), mods[6], mods[7])
+        if self.mem_action is not None:
+            a = self.mem_action(actions)[:, :, None].expand(-1, -1, x.shape[2], -1)
+            u = torch.cat([u, a], dim=-1)
+        return u
+
+    def memory_residual(self, x: Tensor, mods: list[Tensor], mem_out: Tensor) -> Tensor:
+        return x + mods[8] * self.mem_out(mem_out)
+
+    def mlp_part(self, x: Tensor, mods: list[Tensor]) -> Tensor:
+        i = 6 if self.memory is None else 9
+        return x + mods[i + 2] * self.mlp(modulate(self.norm_f(x), mods[i], mods[i + 1]))
+
+    def read_memory(self, u: Tensor, state: State) -> Tensor:
+        """One recurrent step per frame from a given state whose result is *not* kept.
+
+        ``u (B, T, N, Din)``, state tensors ``(B, N, T, *f)`` -> ``(B, T, N, Dout)``.
+        """
+        B, T, N, Din = u.shape
+        rows = rearrange(u, "b t n d -> (b n t) d")
+        st = tuple(s.reshape(B * N * T, *s.shape[3:]) for s in state)
+        out, _ = self.memory.step(rows, st)
+        return rearrange(out, "(b n t) d -> b t n d", b=B, n=N, t=T)
+
+    # -- the three passes ------------------------------------------------------------------------
+    def forward(self, x: Tensor, c: Tensor, actions: Tensor, rope_s, rope_t, mask: Tensor,
+                reads: State | None) -> Tensor:
+        """Windowed pass. ``x (B, T, N, D)``, ``c (B, T, D)``, ``mask (T, T)``,
+        ``reads`` tensors ``(B, N, T, *f)``: the state each frame reads."""
+        B, T, N, D = x.shape
+        mods = self.modulations(c)
+        x = self.spatial_part(x, mods, rope_s)
+        h = rearrange(self.temporal_input(x, mods), "b t n d -> (b n) t d")
+        t_out = self.temporal(h, rope_t, mask)
+        x = x + mods[5] * rearrange(t_out, "(b n) t d -> b t n d", b=B)
+        if self.memory is not None:
+            x = self.memory_residual(x, mods, self.read_memory(self.memory_input(x, mods, actions), reads))
+        return self.mlp_part(x, mods)
+
+    def write(self, x: Tensor, c: Tensor, actions: Tensor, rope_s, state: State | None,
+              keep: Tensor | None, detach_every: int = 0, last: bool = False):
+        """Window-1 pass over clean frames: temporal attention sees the frame itself only, and the
+        memory runs its recurrence over the T frames. Returns ``(x, kept states, final state)``;
+        kept tensors ``(B, N, len(keep), *f)``, final ``(B, N, *f)``."""
+        B, T, N, D = x.shape
+        mods = self.modulations(c)
+        x = self.spatial_part(x, mods, rope_s)
+        x = x + mods[5] * self.temporal.self_only(self.temporal_input(x, mods))
+        if self.memory is None:
+            return (x if last else self.mlp_part(x, mods)), None, None
+        u = rearrange(self.memory_input(x, mods, actions), "b t n d -> (b n) t d")
+        if state is None:
+            st = self.memory.init_state(B * N, x.device, x.dtype)
+        else:
+            st = tuple(s.reshape(B * N, *s.shape[2:]) for s in state)
+        out, kept, final = self.memory.scan(u, st, keep, detach_every)
+        kept = tuple(s.reshape(B, N, *s.shape[1:]) for s in kept)
+        final = tuple(s.reshape(B, N, *s.shape[1:]) for s in final)
+        if last:  # nothing reads the last layer's output in a write pass
+            return x, kept, final
+        x = self.memory_residual(x, mods, rearrange(out, "(b n) t d -> b t n d", b=B))
+        return self.mlp_part(x, mods), kept, final
+
+    def forward_frame(self, x: Tensor, c: Tensor, actions: Tensor, rope_s, past: tuple | None,
+                      rope_q, rope_k, read: State | None):
+        """One new frame against cached context. ``x (B, 1, N, D)``; ``past`` = cached ``(k, v)``
+        each ``(B, N, heads, P, hd)`` (pre-RoPE) or None; ``read`` tensors ``(B, N, *f)``.
+        Returns ``(x, (k, v))`` with this frame's keys/values ``(B, N, heads, 1, hd)``."""
+        B, _, N, D = x.shape
+        mods = self.modulations(c)
+        x = self.spatial_part(x, mods, rope_s)
+        h = rearrange(self.temporal_input(x, mods), "b t n d -> (b n) t d")
+        q, k, v = self.temporal.project(h)  # (B*N, heads, 1, hd)
+        if past is not None:
+            pk, pv = (rearrange(p, "b n h l d -> (b n) h l d") for p in past)
+            k_all, v_all = torch.cat([pk, k], dim=2), torch.cat([pv, v], dim=2)
+        else:
+            k_all, v_all = k, v
+        t_out = self.temporal.attend(q, k_all, v_all, rope_q, rope_k)
+        x = x + mods[5] * rearrange(t_out, "(b n) t d -> b t n d", b=B)
+        if self.memory is not None:
+            u = self.memory_input(x, mods, actions)
+            state = tuple(s[:, :, None] for s in read)  # (B, N, 1, *f)
+            x = self.memory_residual(x, mods, self.read_memory(u, state))
+        new_kv = (rearrange(k, "(b n) h l d -> b n h l d", b=B), rearrange(v, "(b n) h l d -> b n h l d", b=B))
+        return self.mlp_part(x, mods), new_kv
+
+
+class RADModel(nn.Module):
+    """The RAD denoiser with memory. See the module docstring for the three passes."""
+
+    def __init__(self, cfg: ModelConfig, num_levels: int = 1000) -> None:
+        super().__init__()
+        cfg.validate()
+        self.cfg = cfg
+        D, p, C = cfg.width, cfg.patch_size, cfg.latent_channels
+        self.patch_in = nn.Linear(C * p * p, D)
+        self.level_emb = LevelEmbedding(D, num_levels)
+        self.action_emb = nn.Embedding(cfg.num_actions, D)
+        self.blocks = nn.ModuleList(RADBlock(cfg) for _ in range(cfg.depth))
+        self.norm_out = nn.LayerNorm(D, elementwise_affine=False, eps=1e-6)
+        self.ada_out = nn.Sequential(nn.SiLU(), nn.Linear(D, 2 * D))
+        self.patch_out = nn.Linear(D, C * p * p)
+        for layer in (self.ada_out[1], self.patch_out):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+        if cfg.reward_head:
+            self.head_norm = nn.LayerNorm(D)
+            self.head = nn.Linear(D, 2)  # reward, termination logit
+        cos, sin = rope_2d(cfg.grid, cfg.head_dim)
+        self.register_buffer("rope_s_cos", cos, persistent=False)
+        self.register_buffer("rope_s_sin", sin, persistent=False)
+
+    @property
+    def has_memory(self) -> bool:
+        return self.cfg.memory != "none"
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def _tokens(self, x: Tensor) -> Tensor:
+        p = self.cfg.patch_size
+        return self.patch_in(rearrange(x, "b t c (gh p1) (gw p2) -> b t (gh gw) (p1 p2 c)", p1=p, p2=p))
+
+    def _cond(self, levels: Tensor, actions: Tensor) -> Tensor:
+        return self.level_emb(levels) + self.action_emb(actions)
+
+    def _rope_t(self, positions: Tensor):
+        return rope_angles(positions, self.cfg.head_dim)
+
+    def _output(self, x: Tensor, c: Tensor) -> ModelOutput:
+        p, g = self.cfg.patch_size, self.cfg.grid
+        shift, scale = self.ada_out(c)[:, :, None].chunk(2, dim=-1)
+        y = self.patch_out(modulate(self.norm_out(x), shift, scale))
+        pred = rearrange(y, "b t (gh gw) (p1 p2 c) -> b t c (gh p1) (gw p2)", gh=g, gw=g, p1=p, p2=p)
+        if not self.cfg.reward_head:
+            return ModelOutput(pred)
+        r = self.head(self.head_norm(x.mean(dim=2)))
+        return ModelOutput(pred, r[..., 0], r[..., 1])
+
+    @property
+    def rope_s(self):
+        return self.rope_s_cos, self.rope_s_sin
+
+    # -- passes ----------------------------------------------------------------------------------
+    def forward(self, x: Tensor, levels: Tensor, actions: Tensor, reads: MemoryState | None = None,
+                ) -> ModelOutput:
+        """Windowed pass over a sequence (training).
+
+        Args:
+            x: ``(B, T, C, h, w)`` noisy latents, each frame at its own level.
+            levels: ``(B, T)`` noise levels in ``[0, K]`` (0 = clean).
+            actions: ``(B, T)`` int64, ``actions[:, i]`` led to frame ``i``.
+            reads: from :meth:`prefetch` on the clean latents: per layer the state each frame
+                reads, tensors ``(B, N, T, *f)``. Required when the model has memory.
+        """
+        B, T = x.shape[:2]
+        if self.has_memory and reads is None:
+            raise ValueError("a model with memory needs the pre-fetched memory reads")
+        c = self._cond(levels, actions)
+        h = self._tokens(x)
+        rope_t = self._rope_t(torch.arange(T, device=x.device))
+        mask = temporal_mask(T, self.cfg.window, self.cfg.mode, x.device)
+        for i, block in enumerate(self.blocks):
+            h = block(h, c, actions, self.rope_s, rope_t, mask, reads[i] if self.has_memory else None)
+        return self._output(h, c)
+
+    def prefetch(self, latents: Tensor, actions: Tensor, state: MemoryState | None = None,
+                 keep: Tensor | None = None, detach_every: int = 0) -> tuple[MemoryState, MemoryState]:
+        """Hidden-state pre-fetch: the window-1 pass over *clean* frames that writes the memory.
+
+        Args:
+            latents: ``(B, T, C, h, w)`` clean latents.
+            actions: ``(B, T)`` int64.
+            state: memory state before frame 0 (per layer, tensors ``(B, N, *f)``); None = zeros.
+            keep: ``(K,)`` state indices to return (index ``s`` = after frames ``0..s-1``); default:
+                the index each frame reads under the model's mode (``windows.read_index``), so the
+                result can be passed straight to :meth:`forward`.
+        Returns:
+            ``(reads, final)``: per layer, kept states ``(B, N, K, *f)`` and the state after all T
+            frames ``(B, N, *f)``. Both lists hold None for memory ``'none'``.
+        """
+        B, T = latents.shape[:2]
+        L = len(self.blocks)
+        if not self.has_memory:
+            return [None] * L, [None] * L
+        if keep is None:
+            keep = read_index(T, self.cfg.window, self.cfg.mode)
+        zeros = torch.zeros(B, T, device=latents.device)
+        c = self._cond(zeros, actions)
+        h = self._tokens(latents)
+        reads, finals = [], []
+        for i, block in enumerate(self.blocks):
+            st = None if state is None else state[i]
+            h, kept, final = block.write(h, c, actions, self.rope_s, st, keep, detach_every,
+                                         last=i == L - 1)
+            reads.append(kept)
+            finals.append(final)
+        return reads, finals
+
+    def init_memory(self, batch: int, device=None, dtype=torch.float32) -> MemoryState:
+        """Zero memory state for ``batch`` worlds: per layer tensors ``(B, N, *f)``."""
+        N = self.cfg.tokens_per_frame
+        out = []
+        for block in self.blocks:
+            if block.memory is None:
+                out.append(None)
+            else:
+                out.append(tuple(s.view(batch, N, *s.shape[1:])
+                                 for s in block.memory.init_state(batch * N, device, dtype)))
+        return out
+
+    def write_frame(self, latent: Tensor, action: Tensor, state: MemoryState) -> MemoryState:
+        """Write one clean frame into the memory (one step of :meth:`prefetch`).
+
+        ``latent (B, C, h, w)``, ``action (B,)``; returns the new state.
+        """
+        if not self.has_memory:
+            return state
+        _, final = self.prefetch(latent[:, None], action[:, None], state,
+                                 keep=torch.zeros(0, dtype=torch.long))
+        return final
+
+    def forward_frame(self, x: Tensor, level: Tensor, action: Tensor, past: KVCache | None,
+                      read: MemoryState | None) -> tuple[ModelOutput, KVCache]:
+        """One frame against its cached context (the rollout engine's inner step).
+
+        Args:
+            x: ``(B, C, h, w)`` the new frame's noisy latent.
+            level: ``(B,)`` its noise level.
+            action: ``(B,)`` the action that led to it.
+            past: per layer ``(k, v)`` each ``(B, N, heads, P, hd)`` of the P context frames in its
+                window (oldest first; pre-RoPE), or None when P = 0.
+            read: the memory state the frame reads (per layer ``(B, N, *f)``).
+        Returns:
+            ``(output, kv)``: output tensors with T = 1; ``kv`` per layer this frame's ``(k, v)``
+            each ``(B, N, heads, 1, hd)``, to append to the cache once the frame is clean.
+        """
+        P = 0 if past is None or past[0] is None else past[0][0].shape[3]
+        c = self._cond(level[:, None], action[:, None])
+        h = self._tokens(x[:, None])
+        rope_q = self._rope_t(torch.tensor([P], device=x.device))
+        rope_k = self._rope_t(torch.arange(P + 1, device=x.device))
+        new_kv = []
+        for i, block in enumerate(self.blocks):
+            h, kv = block.forward_frame(h, c, action[:, None], self.rope_s,
+                                        None if P == 0 else past[i], rope_q, rope_k,
+                                        read[i] if self.has_memory else None)
+            new_kv.append(kv)
+        return self._output(h, c), new_kv
