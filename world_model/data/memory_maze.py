@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import re
 import sys
 import types
 from typing import Any
@@ -25,9 +26,47 @@ NUM_ACTIONS = len(ACTION_NAMES)
 _BACKEND_HELP = (
     "MuJoCo could not render headless with MUJOCO_GL={gl!r}: {err}\n"
     "Fix: on a machine without a display use MUJOCO_GL=egl (needs the EGL/Mesa libraries: "
-    "`apt-get install libegl1 libgl1`) or MUJOCO_GL=osmesa (`apt-get install libosmesa6`); "
-    "with a GPU and NVIDIA driver, MUJOCO_GL=egl."
+    "`apt-get install libegl1 libegl-mesa0 libgl1-mesa-dri`) or MUJOCO_GL=osmesa "
+    "(`apt-get install libosmesa6`); with a GPU and NVIDIA driver, MUJOCO_GL=egl. "
+    "Set MUJOCO_GL before mujoco/dm_control is first imported in the process."
 )
+#: What each rendering backend needs, for the error message.
+_GL_NEEDS = {
+    "egl": "the EGL/Mesa libraries (`apt-get install libegl1 libegl-mesa0 libgl1-mesa-dri`), "
+           "or the NVIDIA driver's EGL on a GPU machine",
+    "osmesa": "OSMesa (`apt-get install libosmesa6`)",
+    "glfw": "a display (X11/Wayland) and GLFW (`apt-get install libglfw3`); headless, use egl or osmesa",
+}
+#: MUJOCO_GL values dm_control accepts; the second group turns rendering off.
+_GL_VALUES = ("", "egl", "osmesa", "glfw", "1", "true", "on", "enable", "enabled")
+_GL_OFF = ("0", "false", "off", "disable", "disabled")
+_GL_ERROR_WORDS = re.compile(
+    r"opengl|\begl|osmesa|glfw|libgl|mjr_makecontext|gl context|\bdisplay\b", re.IGNORECASE
+)
+_GL_ERROR_FRAMES = ("dm_control/_render", "/OpenGL/", "mujoco/egl", "mujoco/osmesa", "mujoco/glfw")
+
+
+def backend_error(exc: BaseException | None = None) -> BackendError:
+    """A :class:`BackendError` naming the ``MUJOCO_GL`` value in use and how to make it work."""
+    gl = os.environ.get("MUJOCO_GL", "")
+    cause = f": {type(exc).__name__}: {exc}" if exc is not None else ""
+    if gl.lower() not in _GL_VALUES + _GL_OFF:
+        head = (f"MUJOCO_GL={gl!r} is not a rendering backend MuJoCo knows "
+                f"(dm_control accepts egl, osmesa, glfw)")
+    elif gl.lower() in _GL_OFF:
+        head = (f"MUJOCO_GL={gl!r} turns MuJoCo rendering off, but Memory Maze observations are "
+                f"camera images")
+    else:
+        needs = _GL_NEEDS.get(gl.lower())
+        head = f"MuJoCo could not render headless with MUJOCO_GL={gl!r}{cause}"
+        if needs:
+            head += f"\nMUJOCO_GL={gl} needs {needs}."
+    return BackendError(
+        f"{head}\nFix: on a machine without a display set MUJOCO_GL=egl (Mesa EGL: "
+        f"`apt-get install libegl1 libegl-mesa0 libgl1-mesa-dri`; on a GPU machine the NVIDIA "
+        f"driver provides it) or MUJOCO_GL=osmesa (`apt-get install libosmesa6`), before "
+        f"mujoco/dm_control is first imported in the process."
+    )
 
 
 def _tasks_module():
@@ -46,10 +85,17 @@ def _tasks_module():
         package.__path__ = list(spec.submodule_search_locations)
         package.__file__ = spec.origin
         sys.modules["memory_maze"] = package
+    if "dm_control._render" not in sys.modules:
+        # dm_control reads MUJOCO_GL once, at import; an unknown value is a plain RuntimeError there.
+        gl = os.environ.get("MUJOCO_GL", "").lower()
+        if gl not in _GL_VALUES:
+            raise backend_error()
     try:
         return importlib.import_module("memory_maze.tasks")
-    except ImportError as exc:
-        raise BackendError(f"memory_maze could not be imported: {exc}") from exc
+    except Exception as exc:  # a missing GL library surfaces as an ImportError, AttributeError, ...
+        if _looks_like_gl_error(exc):
+            raise backend_error(exc) from exc
+        raise BackendError(f"memory_maze could not be imported: {type(exc).__name__}: {exc}") from exc
 
 
 def parse_size(name: str) -> str:
@@ -84,13 +130,25 @@ def make_dm_env(size: str = "9x9", seed: int | None = None, *, global_observable
                        image_only_obs=image_only_obs, **kwargs)
     except Exception as exc:  # MuJoCo raises plain errors when GL is missing
         if _looks_like_gl_error(exc):
-            raise BackendError(_BACKEND_HELP.format(gl=os.environ.get("MUJOCO_GL"), err=exc)) from exc
+            raise backend_error(exc) from exc
         raise
 
 
 def _looks_like_gl_error(exc: BaseException) -> bool:
-    text = f"{type(exc).__name__} {exc}".lower()
-    return any(w in text for w in ("gl", "egl", "osmesa", "display", "render", "libgl"))
+    """Whether ``exc`` (or its cause) came from the OpenGL/EGL/OSMesa layer."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if _GL_ERROR_WORDS.search(str(exc)):
+            return True
+        tb = exc.__traceback__
+        while tb is not None:
+            filename = tb.tb_frame.f_code.co_filename.replace(os.sep, "/")
+            if any(part in filename for part in _GL_ERROR_FRAMES):
+                return True
+            tb = tb.tb_next
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def check_rendering(env) -> None:
@@ -99,5 +157,5 @@ def check_rendering(env) -> None:
         env.reset()
     except Exception as exc:
         if _looks_like_gl_error(exc):
-            raise BackendError(_BACKEND_HELP.format(gl=os.environ.get("MUJOCO_GL"), err=exc)) from exc
+            raise backend_error(exc) from exc
         raise
