@@ -77,6 +77,14 @@ class ModelConfig:
     def head_dim(self) -> int:
         return self.width // self.heads
 
+    @property
+    def horizon(self) -> int:
+        """Frames whose pixels can reach a prediction through attention alone (the frame itself
+        included). Frame mode stacks ``depth`` banded windows, and cached keys of context frames
+        carry their own windows, so it is ``depth * (window - 1) + 1``; chunk mode never crosses a
+        chunk boundary, so it is ``window``. Older frames reach a prediction only via the memory."""
+        return self.depth * (self.window - 1) + 1 if self.mode == "frame" else self.window
+
     def validate(self) -> "ModelConfig":
         def need(ok: bool, msg: str) -> None:
             if not ok:

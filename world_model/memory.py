@@ -70,8 +70,9 @@ def _keep_positions(keep: Tensor | None, T: int) -> set[int]:
 
 def _gather_kept(kept: dict[int, State], keep: Tensor | None, final: State) -> State:
     order = sorted(kept) if keep is None else [int(i) for i in keep.tolist()]
-    n = len(final)
-    return tuple(torch.stack([kept[i][j] for i in order], dim=1) for j in range(n))
+    if not order:
+        return tuple(f.new_empty((f.shape[0], 0, *f.shape[1:])) for f in final)
+    return tuple(torch.stack([kept[i][j] for i in order], dim=1) for j in range(len(final)))
 
 
 class LSTMMemory(Memory):
