@@ -1,0 +1,81 @@
+"""Train a RAD world model on episode files (diffusion forcing with hidden-state pre-fetch).
+
+Examples:
+  rad train --data data/maze9 --config cpu-small --out runs/rad-lstm
+  rad train --data data/maze9 --config cpu-small --out runs/df --set model.memory=none
+  rad train --data data/maze9 --config my.json --out runs/rad-lstm --resume
+  torchrun --nproc_per_node 2 -m world_model.cli train --data ... --config ... --out ...
+
+--config is a JSON file or a preset name (tiny, cpu-small, gpu-base). --set overrides single fields
+(section.field=value, JSON values). Checkpoints: OUT/config.json + OUT/model.safetensors (EMA
+weights) + OUT/train_state.pt (resume). Metrics: OUT/metrics.jsonl and wandb (offline by default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, help="directory of episode .npz files")
+    p.add_argument("--config", default="cpu-small", help="JSON config file or preset name")
+    p.add_argument("--out", required=True, help="run directory (checkpoints, metrics)")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                   help="override a config field, e.g. model.memory=none or train.steps=100")
+    p.add_argument("--steps", type=int, help="shortcut for --set train.steps=N")
+    p.add_argument("--vae", help="shortcut: latents from this local AutoencoderKL directory")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
+    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1 ...")
+    p.add_argument("--wandb", default="offline", choices=("offline", "online", "disabled"))
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def resolve_config(name_or_path: str, overrides: list[str]):
+    """Load a preset or file and apply ``section.field=value`` overrides."""
+    from pathlib import Path
+
+    from world_model.config import RunConfig, load_config_file
+    from world_model.configs import preset_names, preset_path
+    from world_model.errors import UserError
+
+    path = preset_path(name_or_path) if not Path(name_or_path).exists() else Path(name_or_path)
+    if path is None:
+        raise UserError(f"--config {name_or_path!r}: no such file or preset "
+                        f"(presets: {', '.join(preset_names())})")
+    data = load_config_file(path).to_dict()
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        section, dot, field = key.partition(".")
+        if not sep or not dot or section not in data or not isinstance(data[section], dict):
+            raise UserError(f"--set {item!r}: expected SECTION.FIELD=VALUE with SECTION one of "
+                            "model, diffusion, latent, train")
+        if field not in data[section]:
+            raise UserError(f"--set {item!r}: {section} has no field {field!r}")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw  # bare strings: model.memory=none
+        data[section][field] = value
+    try:
+        return RunConfig.from_dict(data, "config")
+    except Exception as exc:
+        raise UserError(str(exc)) from exc
+
+
+def main(args: argparse.Namespace) -> int:
+    from world_model.train import TrainOptions, train
+
+    overrides = list(args.set)
+    if args.steps is not None:
+        overrides.append(f"train.steps={args.steps}")
+    if args.vae:
+        overrides += ["latent.kind=vae", f"latent.vae_path={json.dumps(args.vae)}"]
+    config = resolve_config(args.config, overrides)
+    options = TrainOptions(device=args.device, wandb=args.wandb, resume=args.resume,
+                           progress=not args.no_progress)
+    metrics = train(config, args.data, args.out, options)
+    shown = {k: round(v, 5) for k, v in metrics.items() if k.startswith(("val/", "loss/"))}
+    print(f"trained to step {config.train.steps}: {json.dumps(shown)}")
+    print(f"checkpoint: {args.out}")
+    return 0
