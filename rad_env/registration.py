@@ -1,0 +1,78 @@
+"""The table of environment ids this project registers with Gymnasium, and ``register_envs()``.
+
+Adding an environment is one :class:`EnvEntry` in :data:`ENVS`. Entry points are strings
+(``"module:attr"``), so registering imports nothing heavy: torch, MuJoCo and the model load only
+when ``gymnasium.make`` calls the entry point. This module imports only gymnasium, the standard
+library and ``world_model.data.memory_maze`` (constants only; it imports no simulator).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import gymnasium
+
+from world_model.data.memory_maze import SIZES as MAZE_SIZES
+
+logger = logging.getLogger(__name__)
+
+_REAL_MAZE = "world_model.data.maze_env:MemoryMazeEnv"
+
+
+@dataclass(frozen=True)
+class EnvEntry:
+    """One Gymnasium id: what ``gymnasium.register`` receives."""
+
+    id: str
+    entry_point: str  #: ``"package.module:Class"``; imported only by ``gymnasium.make``
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    max_episode_steps: int | None = None  #: gymnasium's TimeLimit; equal to the env's own limit
+    vector_entry_point: str | None = None  #: for ``gymnasium.make_vec`` over one batched engine
+    nondeterministic: bool = False
+
+
+def _memory_maze_entries() -> tuple[EnvEntry, ...]:
+    entries = []
+    for size, steps in MAZE_SIZES.items():
+        for suffix, extra_obs in (("", False), ("-ExtraObs", True)):
+            entries.append(EnvEntry(
+                id=f"MemoryMaze-{size}{suffix}-v0",
+                entry_point=_REAL_MAZE,
+                kwargs={"size": size, "extra_obs": extra_obs},
+                max_episode_steps=steps,
+            ))
+    return tuple(entries)
+
+
+#: Every id the project registers. The real Memory Maze mazes: ``MemoryMaze-<size>-v0`` (image
+#: observation, like the official env) and ``MemoryMaze-<size>-ExtraObs-v0`` (Dict observation).
+ENVS: tuple[EnvEntry, ...] = _memory_maze_entries()
+
+
+def register_envs(entries: tuple[EnvEntry, ...] = ENVS) -> list[str]:
+    """Register ``entries`` with Gymnasium; idempotent. Returns the ids newly registered.
+
+    An id already registered with the same entry point is left alone; one registered by someone
+    else with a different entry point is replaced, with a warning.
+    """
+    added = []
+    for entry in entries:
+        existing = gymnasium.registry.get(entry.id)
+        if existing is not None:
+            if existing.entry_point == entry.entry_point:
+                continue
+            logger.warning("replacing the Gymnasium registration of %s (entry point %s) by %s",
+                           entry.id, existing.entry_point, entry.entry_point)
+            del gymnasium.registry[entry.id]
+        gymnasium.register(
+            id=entry.id,
+            entry_point=entry.entry_point,
+            vector_entry_point=entry.vector_entry_point,
+            kwargs=dict(entry.kwargs),
+            max_episode_steps=entry.max_episode_steps,
+            nondeterministic=entry.nondeterministic,
+        )
+        added.append(entry.id)
+    return added
