@@ -9,8 +9,9 @@ library and ``world_model.data.memory_maze`` (constants only; it imports no simu
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import gymnasium
 

@@ -21,10 +21,10 @@ if importlib.util.find_spec("memory_maze") is None:  # its __init__ needs legacy
     pytest.skip("the Memory Maze simulator is not installed (pip install 'rad-env[maze]')",
                 allow_module_level=True)
 
-import rad_env  # noqa: E402,F401  (registers the ids)
-from world_model.data.maze_env import GLOBAL_KEYS, MemoryMazeEnv, maze_observation_space  # noqa: E402
-from world_model.data.memory_maze import SIZES, _looks_like_gl_error, make_dm_env  # noqa: E402
-from world_model.errors import UserError  # noqa: E402
+import rad_env  # registers the ids
+from world_model.data.maze_env import GLOBAL_KEYS, MemoryMazeEnv, maze_observation_space
+from world_model.data.memory_maze import SIZES, _looks_like_gl_error, make_dm_env
+from world_model.errors import UserError
 
 ACTIONS = [1, 1, 3, 1, 4, 2, 1, 5]
 
@@ -32,7 +32,7 @@ ACTIONS = [1, 1, 3, 1, 4, 2, 1, 5]
 def _run_python(code: str, **env: str) -> subprocess.CompletedProcess:
     """Run ``code`` in a fresh interpreter (nothing imported yet)."""
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
-                          text=True, timeout=180, env={**os.environ, **env})
+                          text=True, timeout=180, env={**os.environ, **env}, check=False)
 
 
 def _rollout(env: MemoryMazeEnv, seed: int | None) -> np.ndarray:
@@ -202,7 +202,7 @@ def test_gl_errors_are_recognised_by_origin_not_by_the_letters_gl():
     code = compile("raise AttributeError(\"'NoneType' object has no attribute 'glGetError'\")",
                    "/venv/site-packages/OpenGL/raw/GL/_errors.py", "exec")
     with pytest.raises(AttributeError) as info:
-        exec(code)
+        exec(code)  # noqa: S102
     assert _looks_like_gl_error(info.value)
     assert not _looks_like_gl_error(AttributeError("'NoneType' object has no attribute 'foo'"))
 

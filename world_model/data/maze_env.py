@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any, SupportsFloat
+from typing import Any, ClassVar, SupportsFloat
 
 import gymnasium
 import numpy as np
@@ -116,7 +116,7 @@ class MemoryMazeEnv(gymnasium.Env):
         BackendError: the simulator is not installed or cannot render headless.
     """
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 4}
 
     def __init__(self, size: str = "9x9", extra_obs: bool = False, render_mode: str | None = None,
                  max_steps: int | None = None, **task_kwargs: Any) -> None:
@@ -209,7 +209,7 @@ class MemoryMazeEnv(gymnasium.Env):
         if self._dm is None:
             return self.max_steps or SIZES[self.size]
         base = _composer_env(self._dm)
-        return math.ceil(base._time_limit / base.control_timestep())  # noqa: SLF001
+        return math.ceil(base._time_limit / base.control_timestep())
 
     def _build(self, seed: int) -> None:
         """(Re)build the dm_env task with ``seed``; checks its observations match our spaces."""
@@ -232,7 +232,7 @@ class MemoryMazeEnv(gymnasium.Env):
         if self.max_steps is not None:
             base = _composer_env(dm)
             # Same epsilon as memory_maze.tasks: the limit is reached on exactly step `max_steps`.
-            base._time_limit = self.max_steps * base.control_timestep() - 1e-3  # noqa: SLF001
+            base._time_limit = self.max_steps * base.control_timestep() - 1e-3
         self._dm = dm
 
     def _observe(self, raw: dict[str, np.ndarray]) -> tuple[Any, dict[str, Any]]:

@@ -1,0 +1,44 @@
+"""Shared pytest fixtures. Keep this file small: one fixture per concern."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture(scope="session")
+def real_episodes_dir(tmp_path_factory):
+    """A directory of 3 real Memory Maze 9x9 episodes, 41 frames (40 random actions) each.
+
+    Written with ``world_model.data.format.write_episode`` in the official offline data set layout:
+    ``image (41, 64, 64, 3) uint8``, one-hot ``action (41, 6)`` with an all-zero first row,
+    ``reward (41,)`` with ``reward[0] = 0``, and every global observable. Seeded: same files on
+    every run. Takes ~10 s (building the simulator).
+    """
+    if importlib.util.find_spec("memory_maze") is None:
+        pytest.skip("the Memory Maze simulator is not installed (pip install 'rad-env[maze]')")
+    from world_model.data.format import GLOBAL_KEYS, one_hot_actions, write_episode
+    from world_model.data.memory_maze import NUM_ACTIONS, make_dm_env
+
+    root = tmp_path_factory.mktemp("real_episodes")
+    env = make_dm_env("9x9", seed=0, global_observables=True, image_only_obs=False)
+    rng = np.random.default_rng(0)
+    try:
+        for episode in range(3):
+            step = env.reset()
+            observations, actions, rewards = [step.observation], [], [0.0]
+            for action in rng.integers(NUM_ACTIONS, size=40):
+                step = env.step(int(action))
+                observations.append(step.observation)
+                actions.append(int(action))
+                rewards.append(float(step.reward))
+            data = {key: np.stack([np.asarray(o[key]) for o in observations])
+                    for key in ("image", *GLOBAL_KEYS)}
+            data["action"] = one_hot_actions(np.array(actions), NUM_ACTIONS)
+            data["reward"] = np.array(rewards, dtype=np.float32)
+            write_episode(root / f"episode-{episode:03d}.npz", data)
+    finally:
+        env.close()
+    return root

@@ -1,0 +1,338 @@
+"""Training batches of random windows from a directory of episode files, read lazily.
+
+Reads the official Memory Maze offline data sets unchanged and the project's own collections (one
+``.npz`` per episode, see :mod:`world_model.data.format` and docs/data-format.md). Nothing is held
+in memory but an index of file lengths: each sample opens its file and decompresses only the window
+it needs (and the bytes before it in the compressed stream).
+
+A batch is a dict of torch tensors::
+
+    frames   (B, T, H, W, 3) uint8    image[s : s+T]
+    actions  (B, T) int64             index of the action that led to each frame (0 for image[0])
+    rewards  (B, T) float32           reward received on the step into each frame
+    episode  (B,) int64               index of the file in ``dataset.files``
+    start    (B,) int64               window start s in that file
+    <key>    (B, T, ...)              each extra key asked for (float64 stored -> float32)
+
+Determinism and resume. Batch ``step`` is a pure function of ``(seed, rank, step)`` and the file
+index: its generator is ``np.random.default_rng([seed, rank, step])``. So the stream does not depend
+on ``num_workers`` (worker ``w`` of ``n`` makes steps ``w, w+n, ...`` and the DataLoader returns them
+in order), a run resumed at step ``k`` (``start_step=k``) continues exactly where it stopped, and
+DDP ranks draw independent streams (rank 0's is the single-process stream). A window is uniform over
+all windows of all files (a file is drawn in proportion to its number of windows). A file that
+fails to read is named in a warning and excluded; a draw that lands on an excluded file is drawn
+again from the same generator, so the stream is as if the file had been excluded from the start
+(exactly so for files found bad when the index is built; one whose corruption lies deep inside is
+found only when a window reaches it).
+
+Train/validation split: by file name, independent of the seed and of ``seq_len`` (see
+:func:`split_episodes`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import warnings
+import zipfile
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from world_model.data.format import REQUIRED_KEYS, action_indices, list_episodes, read_npy_header
+from world_model.errors import DataError, UserError
+
+logger = logging.getLogger(__name__)
+
+_READ_ERRORS = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error, DataError)
+_MAX_NAMED = 10  # file names listed in one aggregated warning
+
+
+class EpisodeWarning(UserWarning):
+    """An episode file was skipped (corrupt, truncated, missing keys or too short)."""
+
+
+def _warn(message: str) -> None:
+    logger.warning(message)
+    warnings.warn(message, EpisodeWarning, stacklevel=3)
+
+
+@dataclass(frozen=True)
+class EpisodeFile:
+    """One episode file and its number of frames (T+1)."""
+
+    path: Path
+    length: int
+
+
+# -- index and split ------------------------------------------------------------------------------
+
+def _inspect(path: Path, keys: Sequence[str]) -> int:
+    """Frames in ``path`` (from the ``image`` header); checks that ``keys`` are present."""
+    with zipfile.ZipFile(path) as zf:
+        members = set(zf.namelist())
+        missing = [k for k in keys if f"{k}.npy" not in members]
+        if missing:
+            raise DataError(f"{path}: missing key(s) {missing} (has "
+                            f"{sorted(m[:-4] for m in members if m.endswith('.npy'))})")
+        with zf.open("image.npy") as f:
+            shape, _, dtype = read_npy_header(f)
+    if len(shape) != 4 or shape[-1] != 3 or dtype != np.uint8:
+        raise DataError(f"{path}: 'image' must be (T+1, H, W, 3) uint8, got {shape} {dtype}")
+    return int(shape[0])
+
+
+def index_episodes(paths: Sequence[str | os.PathLike], seq_len: int,
+                   keys: Sequence[str] = ()) -> list[EpisodeFile]:
+    """Lengths of the usable files among ``paths``; reads only headers.
+
+    A corrupt file, or one missing ``image``/``action``/``reward`` or a key of ``keys``, is named in
+    a warning and skipped; so are files with fewer than ``seq_len`` frames (one warning for all).
+    """
+    needed = tuple(dict.fromkeys((*REQUIRED_KEYS, *keys)))
+    usable, short = [], []
+    for path in map(Path, paths):
+        try:
+            length = _inspect(path, needed)
+        except _READ_ERRORS as exc:
+            _warn(f"skipping unreadable episode file {path}: {type(exc).__name__}: {exc}")
+            continue
+        if length < seq_len:
+            short.append(f"{path} ({length})")
+            continue
+        usable.append(EpisodeFile(path, length))
+    if short:
+        more = f" and {len(short) - _MAX_NAMED} more" if len(short) > _MAX_NAMED else ""
+        _warn(f"skipping {len(short)} episode file(s) with fewer than seq_len={seq_len} frames: "
+              f"{', '.join(short[:_MAX_NAMED])}{more}")
+    return usable
+
+
+def _name_score(name: str) -> int:
+    return int.from_bytes(hashlib.sha256(name.encode("utf-8")).digest()[:8], "big")
+
+
+def split_episodes(paths: Sequence[Path], val_fraction: float, root: str | os.PathLike | None = None,
+                   ) -> tuple[list[Path], list[Path]]:
+    """Split files into (train, val) by a hash of each file's path relative to ``root``.
+
+    The ``round(val_fraction * n)`` files with the smallest hashes are validation (at least one when
+    ``val_fraction > 0`` and there are two or more files; never all of them). The split depends only
+    on the file names: not on the listing order, the seed or ``seq_len``; adding files moves at most
+    the files at the boundary. Both lists come back sorted.
+    """
+    if not 0.0 <= val_fraction < 1.0:
+        raise UserError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    paths = sorted(map(Path, paths))
+    n = len(paths)
+    n_val = round(val_fraction * n)
+    if val_fraction > 0 and n >= 2:
+        n_val = min(max(n_val, 1), n - 1)
+    elif n < 2:
+        n_val = 0
+
+    def name(p: Path) -> str:
+        if root is not None and Path(root).is_dir():
+            try:
+                return p.relative_to(root).as_posix()
+            except ValueError:
+                pass
+        return p.name
+
+    ranked = sorted(paths, key=lambda p: (_name_score(name(p)), name(p)))
+    val = set(ranked[:n_val])
+    return [p for p in paths if p not in val], [p for p in paths if p in val]
+
+
+# -- reading one window ---------------------------------------------------------------------------
+
+def read_window(zf: zipfile.ZipFile, key: str, start: int, stop: int) -> np.ndarray:
+    """Rows ``start:stop`` of array ``key`` in an open npz, decompressing no further than ``stop``.
+
+    Scalars (no time axis) come back whole. Raises :class:`DataError` if the array is too short.
+    """
+    with zf.open(f"{key}.npy") as f:
+        shape, fortran_order, dtype = read_npy_header(f)
+        if dtype.hasobject:
+            raise DataError(f"{key!r} holds Python objects; episode arrays must be numeric")
+        if len(shape) == 0 or fortran_order:  # rare: read the whole array
+            whole = np.frombuffer(f.read(), dtype=dtype)
+            whole = whole.reshape(shape, order="F" if fortran_order else "C")
+            return np.ascontiguousarray(whole[start:stop] if len(shape) else whole)
+        if shape[0] < stop:
+            raise DataError(f"{key!r} has {shape[0]} rows, window needs {stop}")
+        row = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
+        f.seek(f.tell() + start * row)
+        data = f.read((stop - start) * row)
+    if len(data) != (stop - start) * row:
+        raise DataError(f"{key!r} is truncated: {len(data)} bytes, expected {(stop - start) * row}")
+    out = np.frombuffer(data, dtype=dtype).reshape((stop - start, *shape[1:]))
+    return out.astype(dtype.newbyteorder("="), copy=True)
+
+
+# -- the data set ---------------------------------------------------------------------------------
+
+class EpisodeWindows(IterableDataset):
+    """An endless (or ``num_batches``-long) stream of batches of random windows.
+
+    Use with ``DataLoader(dataset, batch_size=None, num_workers=...)``: the data set batches itself
+    so the stream is the same for any number of workers.
+
+    Args:
+        files: the episode files (see :func:`index_episodes`), or a directory / file to index.
+        seq_len: T, frames per window.
+        batch_size: B, windows per batch.
+        seed: non-negative; with ``rank`` and the step, fixes every batch.
+        keys: extra arrays to return besides frames/actions/rewards (e.g. ``"maze_layout"``).
+        start_step: the first batch iteration yields (resume at training step ``k``: ``k``).
+        num_batches: stop before this step (``None``: endless).
+        rank, world_size: for DDP; ranks draw independent streams.
+    """
+
+    def __init__(self, files: Sequence[EpisodeFile] | str | os.PathLike, seq_len: int,
+                 batch_size: int, seed: int = 0, keys: Sequence[str] = (), start_step: int = 0,
+                 num_batches: int | None = None, rank: int = 0, world_size: int = 1) -> None:
+        super().__init__()
+        if seq_len < 1 or batch_size < 1:
+            raise UserError(f"seq_len and batch_size must be >= 1, got {seq_len}, {batch_size}")
+        if seed < 0 or start_step < 0:
+            raise UserError(f"seed and start_step must be >= 0, got {seed}, {start_step}")
+        if not 0 <= rank < world_size:
+            raise UserError(f"rank must be in [0, world_size={world_size}), got {rank}")
+        reserved = {"frames", "actions", "rewards", "episode", "start", *REQUIRED_KEYS} & set(keys)
+        if reserved:
+            raise UserError(f"keys={list(keys)}: {sorted(reserved)} are always returned or reserved")
+        self.keys = tuple(keys)
+        if isinstance(files, (str, os.PathLike)):
+            self.root: Path | None = Path(files)
+            files = index_episodes(list_episodes(files), seq_len, self.keys)
+        else:
+            self.root = None
+            files = list(files)
+        short = [str(f.path) for f in files if f.length < seq_len]
+        if short:
+            raise UserError(f"episode files shorter than seq_len={seq_len}: {short[:_MAX_NAMED]}")
+        if not files:
+            raise DataError(f"no usable episode files{f' under {self.root}' if self.root else ''} "
+                            f"with at least seq_len={seq_len} frames")
+        self.files: tuple[EpisodeFile, ...] = tuple(files)
+        self.seq_len = int(seq_len)
+        self.batch_size = int(batch_size)
+        self.seed = int(seed)
+        self.start_step = int(start_step)
+        self.num_batches = num_batches
+        self.rank, self.world_size = int(rank), int(world_size)
+        windows = np.array([f.length - seq_len + 1 for f in self.files], dtype=np.int64)
+        self._ends = np.cumsum(windows)  # window w is in file searchsorted(ends, w, "right")
+        self._bad: set[int] = set()  # files found unreadable (per process)
+
+    @property
+    def num_windows(self) -> int:
+        """Distinct windows of length ``seq_len`` over all files."""
+        return int(self._ends[-1])
+
+    def set_start_step(self, step: int) -> None:
+        """Make the next iteration start at batch ``step`` (call before creating the iterator)."""
+        if step < 0:
+            raise UserError(f"start_step must be >= 0, got {step}")
+        self.start_step = int(step)
+
+    def generator(self, step: int) -> np.random.Generator:
+        """The generator batch ``step`` is drawn from."""
+        return np.random.default_rng([self.seed, self.rank, int(step)])
+
+    def batch(self, step: int) -> dict[str, np.ndarray]:
+        """Batch ``step`` as numpy arrays (shapes in the module docstring)."""
+        rng = self.generator(step)
+        samples = [self._sample(rng) for _ in range(self.batch_size)]
+        return {key: np.stack([s[key] for s in samples]) for key in samples[0]}
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        step = self.start_step + worker
+        while self.num_batches is None or step < self.num_batches:
+            yield {k: torch.from_numpy(v) for k, v in self.batch(step).items()}
+            step += workers
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _sample(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """One window: draw uniformly over all windows; redraw while the file is unreadable."""
+        while True:
+            if len(self._bad) == len(self.files):
+                raise DataError(
+                    f"all {len(self.files)} episode files are unreadable"
+                    f"{f' under {self.root}' if self.root else ''} (see the warnings above)")
+            window = int(rng.integers(self.num_windows))
+            index = int(np.searchsorted(self._ends, window, side="right"))
+            if index in self._bad:
+                continue
+            start = window - (int(self._ends[index - 1]) if index else 0)
+            try:
+                return self._read(index, start)
+            except _READ_ERRORS as exc:
+                self._bad.add(index)
+                _warn(f"skipping episode file {self.files[index].path} from now on "
+                      f"({len(self._bad)}/{len(self.files)} excluded): {type(exc).__name__}: {exc}")
+
+    def _read(self, index: int, start: int) -> dict[str, np.ndarray]:
+        stop = start + self.seq_len
+        path = self.files[index].path
+        with zipfile.ZipFile(path) as zf:
+            frames = read_window(zf, "image", start, stop)
+            actions = action_indices(read_window(zf, "action", start, stop))
+            rewards = read_window(zf, "reward", start, stop).astype(np.float32).reshape(-1)
+            extra = {k: read_window(zf, k, start, stop) for k in self.keys}
+        if actions.shape != (self.seq_len,) or rewards.shape != (self.seq_len,):
+            raise DataError(f"{path}: action/reward window has shape {actions.shape}/"
+                            f"{rewards.shape}, expected ({self.seq_len},)")
+        out = {"frames": frames, "actions": actions, "rewards": rewards,
+               "episode": np.int64(index), "start": np.int64(start)}
+        for key, value in extra.items():
+            out[key] = value.astype(np.float32) if value.dtype == np.float64 else value
+        return out
+
+
+def make_dataloaders(root: str | os.PathLike, seq_len: int, batch_size: int,
+                     val_fraction: float = 0.05, num_workers: int = 0, seed: int = 0, *,
+                     keys: Sequence[str] = (), start_step: int = 0, rank: int = 0,
+                     world_size: int = 1, val_batches: int | None = None,
+                     pin_memory: bool = False, **loader_kwargs: Any,
+                     ) -> tuple[DataLoader, DataLoader | None]:
+    """Train and validation loaders over the episode files under ``root``.
+
+    The train loader is endless and starts at batch ``start_step``. The validation loader restarts
+    at batch 0 on every iteration (the same batches each time; ``val_batches`` of them, or endless
+    if ``None``); it is ``None`` when the split leaves no usable validation file. Batches are dicts
+    of tensors (see the module docstring).
+
+    Raises:
+        DataError: no usable training file (all missing, corrupt or shorter than ``seq_len``).
+    """
+    train_paths, val_paths = split_episodes(list_episodes(root), val_fraction, root)
+    logger.info("%s: %d training and %d validation episode files", root, len(train_paths),
+                len(val_paths))
+    train_files = index_episodes(train_paths, seq_len, keys)
+    if not train_files:
+        raise DataError(f"{root}: none of the {len(train_paths)} training episode files is usable "
+                        f"(corrupt, missing keys, or shorter than seq_len={seq_len}; see warnings)")
+    common: dict[str, Any] = {"seq_len": seq_len, "batch_size": batch_size, "seed": seed,
+                              "keys": keys, "rank": rank, "world_size": world_size}
+    loader_args: dict[str, Any] = {"batch_size": None, "num_workers": num_workers,
+                                   "pin_memory": pin_memory, **loader_kwargs}
+    train = DataLoader(EpisodeWindows(train_files, start_step=start_step, **common), **loader_args)
+    val_files = index_episodes(val_paths, seq_len, keys) if val_paths else []
+    if not val_files:
+        logger.warning("%s: no validation episodes (val_fraction=%s, %d files)", root,
+                       val_fraction, len(train_paths) + len(val_paths))
+        return train, None
+    val = DataLoader(EpisodeWindows(val_files, num_batches=val_batches, **common), **loader_args)
+    return train, val
