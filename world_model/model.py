@@ -147,21 +147,26 @@ class RADBlock(nn.Module):
         return self.mlp_part(x, mods), kept, final
 
     def forward_frame(self, x: Tensor, c: Tensor, actions: Tensor, rope_s, past: tuple | None,
-                      rope_q, rope_k, read: State | None):
+                      rope_q, rope_k, read: State | None, key_mask: Tensor | None = None):
         """One new frame against cached context. ``x (B, 1, N, D)``; ``past`` = cached ``(k, v)``
-        each ``(B, N, heads, P, hd)`` (pre-RoPE) or None; ``read`` tensors ``(B, N, *f)``.
+        each ``(B, N, heads, P, hd)`` (pre-RoPE) or None; ``read`` tensors ``(B, N, *f)``;
+        ``key_mask (B, P)`` bool (True = attend) or None (all P attended).
         Returns ``(x, (k, v))`` with this frame's keys/values ``(B, N, heads, 1, hd)``."""
         B, _, N, D = x.shape
         mods = self.modulations(c)
         x = self.spatial_part(x, mods, rope_s)
         h = rearrange(self.temporal_input(x, mods), "b t n d -> (b n) t d")
         q, k, v = self.temporal.project(h)  # (B*N, heads, 1, hd)
+        mask = None
         if past is not None:
             pk, pv = (rearrange(p, "b n h l d -> (b n) h l d") for p in past)
             k_all, v_all = torch.cat([pk, k], dim=2), torch.cat([pv, v], dim=2)
+            if key_mask is not None:  # the frame always attends to itself
+                m = torch.cat([key_mask, key_mask.new_ones(B, 1)], dim=1)  # (B, P+1)
+                mask = m[:, None, None, None, :].expand(B, N, 1, 1, m.shape[1]).flatten(0, 1)
         else:
             k_all, v_all = k, v
-        t_out = self.temporal.attend(q, k_all, v_all, rope_q, rope_k)
+        t_out = self.temporal.attend(q, k_all, v_all, rope_q, rope_k, mask)  # mask (B*N, 1, 1, P+1)
         x = x + mods[5] * rearrange(t_out, "(b n) t d -> b t n d", b=B)
         if self.memory is not None:
             u = self.memory_input(x, mods, actions)
@@ -305,7 +310,8 @@ class RADModel(nn.Module):
         return final
 
     def forward_frame(self, x: Tensor, level: Tensor, action: Tensor, past: KVCache | None,
-                      read: MemoryState | None) -> tuple[ModelOutput, KVCache]:
+                      read: MemoryState | None, key_mask: Tensor | None = None,
+                      ) -> tuple[ModelOutput, KVCache]:
         """One frame against its cached context (the rollout engine's inner step).
 
         Args:
@@ -315,6 +321,9 @@ class RADModel(nn.Module):
             past: per layer ``(k, v)`` each ``(B, N, heads, P, hd)`` of the P context frames in its
                 window (oldest first; pre-RoPE), or None when P = 0.
             read: the memory state the frame reads (per layer ``(B, N, *f)``).
+            key_mask: ``(B, P)`` bool, True where a cached frame is in that row's window; lets rows
+                with fewer context frames than P share a batch (their cache is left-padded: the
+                masked entries come first, so relative positions stay right). None: all attended.
         Returns:
             ``(output, kv)``: output tensors with T = 1; ``kv`` per layer this frame's ``(k, v)``
             each ``(B, N, heads, 1, hd)``, to append to the cache once the frame is clean.
@@ -328,6 +337,7 @@ class RADModel(nn.Module):
         for i, block in enumerate(self.blocks):
             h, kv = block.forward_frame(h, c, action[:, None], self.rope_s,
                                         None if P == 0 else past[i], rope_q, rope_k,
-                                        read[i] if self.has_memory else None)
+                                        read[i] if self.has_memory else None,
+                                        None if P == 0 else key_mask)
             new_kv.append(kv)
         return self._output(h, c), new_kv

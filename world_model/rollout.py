@@ -1,0 +1,501 @@
+"""The rollout engine: B independent worlds, O(1) work and memory per generated frame.
+
+Generating frame ``t`` (design/rad-method.md, "Inference"):
+
+1. DDIM from pure noise; every step is ONE single-frame network pass whose temporal attention runs
+   against the cached keys/values of the clean context frames in ``t``'s window, and whose memory
+   block reads the state after the frames that left that window (``windows.window_start``).
+2. One pass at level 0 on the clean result: its keys/values go into the ring buffer, and the
+   reward/termination heads give their outputs.
+3. Memory bookkeeping, from clean frames only, after the last denoising step, exactly as the
+   pre-fetch in training:
+   * frame mode: the frame leaving the window of ``t + 1`` (frame ``t - W + 1``) is written into
+     the memory by a window-1 pass (``model.write_frame``); its latent waits in the ring until then;
+   * chunk mode: frame ``t`` is written into a *running* state at once; when ``t`` closes its chunk
+     the running state becomes the state the next chunk reads, and the cache empties (the next
+     frame sees no context).
+
+So a frame costs ``steps + 2`` single-frame passes, whatever the rollout length. Real frames enter
+through :meth:`RolloutEngine.observe` (steps 2-3 only). Rows may sit at different frame indices
+(after a single-row reset); a key mask over the cache keeps each row's window exact.
+
+The state is an explicit :class:`WorldState` that the engine updates in place: ``clone()`` it to
+branch, index it by rows, reset rows, move it between devices.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from world_model.checkpoint import World
+from world_model.errors import UserError
+from world_model.model import KVCache, MemoryState, ModelOutput
+from world_model.sampler import DDIMSampler, SamplerConfig, randn_rows
+from world_model.windows import window_start
+
+logger = logging.getLogger(__name__)
+
+Rows = Tensor | np.ndarray | Sequence[int] | Sequence[bool] | int
+
+
+@dataclass
+class StepInfo:
+    """What one new frame (generated or observed) gives besides its pixels."""
+
+    latent: Tensor
+    """``(B, C, h, w)`` float32: the frame's clean latent (now part of the context)."""
+    reward: Tensor | None
+    """``(B,)`` float32 predicted reward of the step into the frame (None without reward head)."""
+    termination_prob: Tensor | None
+    """``(B,)`` float32 in [0, 1]: predicted probability that the frame ends the episode."""
+
+
+def _clone_generator(g: torch.Generator) -> torch.Generator:
+    new = torch.Generator(device=g.device)
+    new.set_state(g.get_state())
+    return new
+
+
+def _map_memory(memory: MemoryState | None, fn) -> MemoryState | None:
+    if memory is None:
+        return None
+    return [None if layer is None else tuple(fn(s) for s in layer) for layer in memory]
+
+
+def _memory_tensors(memory: MemoryState | None) -> list[Tensor]:
+    if memory is None:
+        return []
+    return [s for layer in memory if layer is not None for s in layer]
+
+
+@dataclass
+class WorldState:
+    """The state of B independent worlds; every tensor has the batch row as its first axis.
+
+    ``S = max(window - 1, 0)`` context slots: a frame's window holds itself and at most ``W - 1``
+    earlier frames. Frame ``j`` lives in slot ``j % S`` (frame mode) or ``j % W`` (chunk mode,
+    the last frame of a chunk is never stored: nothing attends to it). Which slots are valid is
+    derived from ``frame_index`` alone.
+    """
+
+    keys: list[Tensor]
+    """Per layer ``(B, N, heads, S, head_dim)``: temporal keys of context frames (pre-RoPE)."""
+    values: list[Tensor]
+    """Per layer ``(B, N, heads, S, head_dim)``: temporal values of context frames."""
+    memory: MemoryState
+    """Per layer the memory state the *next* frame reads (tensors ``(B, N, *f)``) or None for
+    memory 'none': after frames ``0 .. window_start(t) - 1`` where ``t = frame_index``."""
+    running: MemoryState | None
+    """Chunk mode with memory: the state after *all* frames so far (written eagerly); else None."""
+    latents: Tensor | None
+    """Frame mode with memory: ``(B, S, C, h, w)`` clean latents of the frames in the ring, written
+    into the memory when they leave the window; else None."""
+    actions: Tensor | None
+    """``(B, S)`` int64: the actions of those frames (with ``latents``)."""
+    frame_index: Tensor
+    """``(B,)`` int64 on the CPU: frames each world holds so far (the index of its next frame)."""
+    generators: list[torch.Generator]
+    """One CPU ``torch.Generator`` per row: all sampling noise of that row."""
+    window: int
+    mode: str
+
+    # -- geometry ----------------------------------------------------------------------------------
+    @property
+    def batch_size(self) -> int:
+        return int(self.frame_index.shape[0])
+
+    @property
+    def slots(self) -> int:
+        return max(self.window - 1, 0)
+
+    @property
+    def device(self) -> torch.device:
+        return self.keys[0].device
+
+    def context_length(self) -> Tensor:
+        """``(B,)`` int64: how many cached frames the next frame of each row attends to."""
+        return self.frame_index - window_start(self.frame_index, self.window, self.mode)
+
+    def _tensors(self) -> list[Tensor]:
+        out = [*self.keys, *self.values, *_memory_tensors(self.memory),
+               *_memory_tensors(self.running), self.frame_index]
+        return out + [t for t in (self.latents, self.actions) if t is not None]
+
+    def _map(self, fn, frame_index: Tensor, generators: list[torch.Generator]) -> "WorldState":
+        opt = (lambda t: None if t is None else fn(t))
+        return WorldState(
+            keys=[fn(k) for k in self.keys], values=[fn(v) for v in self.values],
+            memory=_map_memory(self.memory, fn), running=_map_memory(self.running, fn),
+            latents=opt(self.latents), actions=opt(self.actions), frame_index=frame_index,
+            generators=generators, window=self.window, mode=self.mode)
+
+    # -- copies, rows, devices -------------------------------------------------------------------
+    def clone(self) -> "WorldState":
+        """A deep copy (generators included): it continues exactly as the original would."""
+        return self._map(lambda t: t.clone(), self.frame_index.clone(),
+                         [_clone_generator(g) for g in self.generators])
+
+    def index(self, rows: Rows) -> "WorldState":
+        """A new state holding copies of ``rows`` (indices or a boolean mask), in that order."""
+        idx = self.rows(rows)
+        return self._map(lambda t: t[idx.to(t.device)], self.frame_index[idx].clone(),
+                         [_clone_generator(self.generators[i]) for i in idx.tolist()])
+
+    __getitem__ = index
+
+    def __setitem__(self, rows: Rows, other: "WorldState") -> None:
+        """Overwrite ``rows`` with the rows of ``other`` (same model geometry, ``len(rows)`` rows)."""
+        idx = self.rows(rows)
+        if other.batch_size != len(idx) or (other.window, other.mode) != (self.window, self.mode):
+            raise UserError(f"cannot put a state of {other.batch_size} row(s) (window "
+                            f"{other.window}, {other.mode}) into {len(idx)} row(s) of a state "
+                            f"with window {self.window}, {self.mode}")
+        mine, theirs = self._tensors(), other._tensors()
+        if [t.shape[1:] for t in mine] != [t.shape[1:] for t in theirs]:
+            raise UserError("cannot assign rows between states of different models")
+        for dst, src in zip(mine, theirs):
+            dst[idx.to(dst.device)] = src.to(dst.device)
+        for i, g in zip(idx.tolist(), other.generators):
+            self.generators[i] = _clone_generator(g)
+
+    def to(self, device: torch.device | str) -> "WorldState":
+        """A copy of the state on ``device`` (generators and ``frame_index`` stay on the CPU)."""
+        return self._map(lambda t: t.to(device, copy=True), self.frame_index.clone(),
+                         [_clone_generator(g) for g in self.generators])
+
+    def rows(self, rows: Rows) -> Tensor:
+        """Row indices ``(n,)`` int64 (CPU) from indices, an int, or a ``(B,)`` boolean mask."""
+        t = torch.as_tensor(rows).cpu()
+        if t.dtype == torch.bool:
+            if t.shape != (self.batch_size,):
+                raise UserError(f"row mask must have shape ({self.batch_size},), got {tuple(t.shape)}")
+            return t.nonzero().flatten()
+        t = t.long().flatten()
+        if len(t) and (t.min() < -self.batch_size or t.max() >= self.batch_size):
+            raise UserError(f"row index out of range for {self.batch_size} rows: {t.tolist()}")
+        return t % self.batch_size
+
+    def reset_rows(self, rows: Rows, seeds: Sequence[int] | None = None) -> None:
+        """Empty ``rows`` in place: no cached frames, zero memory, frame index 0.
+
+        ``seeds`` (one per row) re-seeds their generators; otherwise their noise streams go on.
+        """
+        idx = self.rows(rows)
+        for t in self._tensors():
+            t[idx.to(t.device)] = 0
+        if seeds is not None:
+            if len(seeds) != len(idx):
+                raise UserError(f"reset_rows: {len(seeds)} seeds for {len(idx)} rows")
+            for i, seed in zip(idx.tolist(), seeds):
+                self.generators[i] = torch.Generator().manual_seed(int(seed))
+
+    def nbytes(self) -> int:
+        """Bytes of state per row: cache, memory, pending latents, frame index, generator state."""
+        tensor_bytes = sum(t.nbytes for t in self._tensors())
+        gen_bytes = sum(g.get_state().nbytes for g in self.generators)
+        return (tensor_bytes + gen_bytes) // self.batch_size
+
+
+def row_generators(batch: int, seeds: int | Sequence[int] | None) -> list[torch.Generator]:
+    """One CPU generator per row. ``seeds``: one int per row (used as is); a single int (row ``b``
+    gets ``SeedSequence(seed).spawn(batch)[b]``, independent of ``batch``); None (fresh entropy)."""
+    if seeds is None or isinstance(seeds, (int, np.integer)):
+        children = np.random.SeedSequence(None if seeds is None else int(seeds)).spawn(batch)
+        seeds = [int(c.generate_state(1, np.uint64)[0] >> np.uint64(1)) for c in children]
+    seeds = list(seeds)
+    if len(seeds) != batch:
+        raise UserError(f"{len(seeds)} seeds for a batch of {batch}")
+    return [torch.Generator().manual_seed(int(s)) for s in seeds]
+
+
+class RolloutEngine:
+    """Generates and observes frames of B independent worlds with one trained :class:`World`.
+
+    Args:
+        world: from :func:`world_model.checkpoint.load` (model, diffusion, codec, config).
+        sampler: DDIM steps and eta.
+    """
+
+    def __init__(self, world: World, sampler: SamplerConfig | None = None) -> None:
+        self.world = world
+        self.model = world.model
+        self.codec = world.codec
+        self.cfg = world.model.cfg
+        self.sampler = DDIMSampler(world.diffusion, sampler or SamplerConfig())
+        self.window, self.mode = self.cfg.window, self.cfg.mode
+        self.slots = max(self.window - 1, 0)
+        self.frame_size = world.config.latent.frame_size
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        return (self.cfg.latent_channels, self.cfg.latent_size, self.cfg.latent_size)
+
+    # -- state -----------------------------------------------------------------------------------
+    def init_state(self, batch: int, seeds: int | Sequence[int] | None = None) -> WorldState:
+        """``batch`` empty worlds (no frames yet). See :func:`row_generators` for ``seeds``."""
+        if batch < 1:
+            raise UserError(f"batch must be >= 1, got {batch}")
+        cfg, dev, dt = self.cfg, self.device, self.dtype
+        kv_shape = (batch, cfg.tokens_per_frame, cfg.heads, self.slots, cfg.head_dim)
+        with_memory = self.model.has_memory
+        pending = with_memory and self.mode == "frame" and self.slots > 0
+        return WorldState(
+            keys=[torch.zeros(kv_shape, device=dev, dtype=dt) for _ in range(cfg.depth)],
+            values=[torch.zeros(kv_shape, device=dev, dtype=dt) for _ in range(cfg.depth)],
+            memory=self.model.init_memory(batch, dev, dt),
+            running=(self.model.init_memory(batch, dev, dt)
+                     if with_memory and self.mode == "chunk" else None),
+            latents=(torch.zeros(batch, self.slots, *self.latent_shape, device=dev)
+                     if pending else None),
+            actions=(torch.zeros(batch, self.slots, dtype=torch.long, device=dev)
+                     if pending else None),
+            frame_index=torch.zeros(batch, dtype=torch.long),
+            generators=row_generators(batch, seeds),
+            window=self.window, mode=self.mode)
+
+    @torch.no_grad()
+    def start(self, frames: Tensor | np.ndarray, actions: Tensor | np.ndarray,
+              seeds: int | Sequence[int] | None = None) -> WorldState:
+        """New worlds from real context frames.
+
+        Args:
+            frames: ``(B, T, H, W, 3)`` uint8, ``T >= 1``.
+            actions: ``(B, T)`` int64, ``actions[:, i]`` led to frame ``i`` (0 for the first).
+            seeds: sampling noise per row (see :func:`row_generators`).
+        """
+        frames = self._check_frames(frames, ndim=5)
+        return self.start_latents(self.codec.encode(frames), actions, seeds)
+
+    @torch.no_grad()
+    def start_latents(self, latents: Tensor, actions: Tensor | np.ndarray,
+                      seeds: int | Sequence[int] | None = None) -> WorldState:
+        """As :meth:`start` from clean latents ``(B, T, C, h, w)``."""
+        if latents.dim() != 5 or tuple(latents.shape[2:]) != self.latent_shape:
+            raise UserError(f"latents must be (B, T, {', '.join(map(str, self.latent_shape))}), "
+                            f"got {tuple(latents.shape)}")
+        B, T = latents.shape[:2]
+        actions = self._check_actions(actions, (B, T))
+        state = self.init_state(B, seeds)
+        for i in range(T):
+            self.observe_latents(state, latents[:, i], actions[:, i])
+        return state
+
+    # -- one frame -------------------------------------------------------------------------------
+    @torch.no_grad()
+    def observe(self, state: WorldState, frames: Tensor | np.ndarray,
+                actions: Tensor | np.ndarray) -> StepInfo:
+        """Append REAL frames ``(B, H, W, 3)`` uint8 reached by ``actions (B,)`` (state in place)."""
+        frames = self._check_frames(frames, ndim=4, batch=state.batch_size)
+        return self.observe_latents(state, self.codec.encode(frames), actions)
+
+    @torch.no_grad()
+    def observe_latents(self, state: WorldState, latents: Tensor,
+                        actions: Tensor | np.ndarray) -> StepInfo:
+        """Append clean latents ``(B, C, h, w)`` reached by ``actions (B,)`` (state in place)."""
+        B = state.batch_size
+        if tuple(latents.shape) != (B, *self.latent_shape):
+            raise UserError(f"latents must be ({B}, {', '.join(map(str, self.latent_shape))}), "
+                            f"got {tuple(latents.shape)}")
+        actions = self._check_actions(actions, (B,))
+        return self._append(state, latents.to(self.device, torch.float32), actions,
+                            self.context(state))
+
+    @torch.no_grad()
+    def step(self, state: WorldState, actions: Tensor | np.ndarray) -> tuple[Tensor, StepInfo]:
+        """Generate one frame per row for ``actions (B,)`` (state in place).
+
+        Returns:
+            ``frames (B, H, W, 3) uint8`` (decoded) and the :class:`StepInfo`.
+        """
+        info = self.step_latents(state, actions)
+        return self.codec.decode(info.latent), info
+
+    @torch.no_grad()
+    def step_latents(self, state: WorldState, actions: Tensor | np.ndarray) -> StepInfo:
+        """As :meth:`step` without decoding: ``steps`` DDIM passes, one clean pass, one write."""
+        B = state.batch_size
+        actions = self._check_actions(actions, (B,))
+        context = self.context(state)
+        x = randn_rows(state.generators, self.latent_shape, self.device)
+        for level, next_level in self.sampler.pairs():
+            out = self.predict(state, x, level, actions, context)
+            noise = (randn_rows(state.generators, self.latent_shape, self.device)
+                     if self.sampler.needs_noise and next_level > 0 else None)
+            x = self.sampler.step(x, out.prediction[:, 0], level, next_level, noise)
+        return self._append(state, x, actions, context)
+
+    @torch.no_grad()
+    def predict(self, state: WorldState, x: Tensor, level: int | Tensor, actions: Tensor,
+                context: tuple[KVCache | None, Tensor | None] | None = None) -> ModelOutput:
+        """The denoiser on the next frame of every row: ``x (B, C, h, w)`` at ``level`` (int or
+        ``(B,)``), reached by ``actions (B,)``, against the cached context and the memory state
+        the frame reads. Returns the network output with T = 1."""
+        past, key_mask = context if context is not None else self.context(state)
+        B = state.batch_size
+        levels = torch.as_tensor(level, device=self.device).long().expand(B)
+        out, _ = self.model.forward_frame(x.to(self.dtype), levels, actions, past,
+                                          state.memory if self.model.has_memory else None,
+                                          key_mask)
+        return out
+
+    def context(self, state: WorldState) -> tuple[KVCache | None, Tensor | None]:
+        """The cached context of every row's next frame, assembled from the ring.
+
+        Returns ``(past, key_mask)``: per layer ``(k, v)`` each ``(B, N, heads, P, hd)``, oldest
+        first, where ``P`` is the longest context among the rows; rows with fewer context frames
+        are left-padded and ``key_mask (B, P)`` bool marks their real frames (None when every row
+        has ``P``). ``(None, None)`` when no row has context.
+        """
+        t = state.frame_index
+        start = window_start(t, self.window, self.mode)
+        P = int((t - start).max())
+        if P == 0:
+            return None, None
+        frames = t[:, None] - P + torch.arange(P)  # (B, P) frame index of each view entry
+        valid = frames >= start[:, None]
+        slot = self._slot(frames.clamp(min=0)).clamp(max=self.slots - 1)
+        if bool((t == t[0]).all()):  # every row alike: one index for all
+            idx = slot[0].to(state.device)
+            past = [(k.index_select(3, idx), v.index_select(3, idx))
+                    for k, v in zip(state.keys, state.values)]
+        else:
+            k0 = state.keys[0]
+            idx = slot.to(state.device)[:, None, None, :, None].expand(
+                -1, k0.shape[1], k0.shape[2], -1, k0.shape[4])  # (B, N, heads, P, hd)
+            past = [(k.gather(3, idx), v.gather(3, idx)) for k, v in zip(state.keys, state.values)]
+        mask = None if bool(valid.all()) else valid.to(state.device)
+        return past, mask
+
+    def _slot(self, frame: Tensor) -> Tensor:
+        return frame % (self.slots if self.mode == "frame" else self.window)
+
+    def _append(self, state: WorldState, latent: Tensor, actions: Tensor,
+                context: tuple[KVCache | None, Tensor | None]) -> StepInfo:
+        """Make the clean ``latent (B, C, h, w)`` the rows' next frame: one level-0 pass for its
+        keys/values and heads, then the memory bookkeeping, then the ring write."""
+        B = state.batch_size
+        past, key_mask = context
+        zeros = torch.zeros(B, dtype=torch.long, device=self.device)
+        out, kv = self.model.forward_frame(latent.to(self.dtype), zeros, actions, past,
+                                           state.memory if self.model.has_memory else None,
+                                           key_mask)
+        t = state.frame_index
+        if self.model.has_memory:
+            self._bookkeep_memory(state, latent, actions, t)
+        # Store the frame's keys/values (and latent) in its slot, where a later frame will read it.
+        if self.slots > 0:
+            keep = torch.ones(B, dtype=torch.bool) if self.mode == "frame" else t % self.window < self.slots
+            rows = keep.nonzero().flatten()
+            if len(rows):
+                slots = self._slot(t[rows]).to(state.device)
+                rows_d = rows.to(state.device)
+                for layer, (k, v) in enumerate(kv):
+                    state.keys[layer][rows_d, :, :, slots] = k[rows_d, :, :, 0]
+                    state.values[layer][rows_d, :, :, slots] = v[rows_d, :, :, 0]
+                if state.latents is not None:
+                    state.latents[rows_d, slots] = latent[rows_d].float()
+                    state.actions[rows_d, slots] = actions[rows_d]
+        state.frame_index += 1
+        reward = term = None
+        if out.reward is not None:
+            reward = out.reward[:, 0].float()
+            term = torch.sigmoid(out.termination_logit[:, 0].float())
+        return StepInfo(latent.float(), reward, term)
+
+    def _bookkeep_memory(self, state: WorldState, latent: Tensor, actions: Tensor,
+                         t: Tensor) -> None:
+        """Keep ``state.memory`` = the state after the frames that left the next frame's window."""
+        B = state.batch_size
+        if self.mode == "chunk":
+            state.running = self._write(state.running, latent, actions, None)
+            closed = ((t + 1) % self.window == 0).nonzero().flatten()  # rows whose chunk ended
+            if len(closed) == B:
+                state.memory = _map_memory(state.running, lambda s: s.clone())
+            elif len(closed):
+                rows = closed.to(state.device)
+                for dst, src in zip(_memory_tensors(state.memory), _memory_tensors(state.running)):
+                    dst[rows] = src[rows]
+            return
+        if self.slots == 0:  # window 1: every frame leaves the window at once
+            state.memory = self._write(state.memory, latent, actions, None)
+            return
+        # Frame mode: frame t - S (slot t % S, about to be overwritten by frame t) leaves the window.
+        leaving = (t >= self.slots).nonzero().flatten()
+        if len(leaving) == 0:
+            return
+        rows = leaving.to(state.device)
+        slots = self._slot(t[leaving]).to(state.device)
+        old_latent, old_action = state.latents[rows, slots], state.actions[rows, slots]
+        state.memory = self._write(state.memory, old_latent, old_action,
+                                   None if len(leaving) == B else rows)
+
+    def _write(self, memory: MemoryState, latent: Tensor, actions: Tensor,
+               rows: Tensor | None) -> MemoryState:
+        """Window-1 pass: write clean ``latent (n, C, h, w)`` into ``memory`` (all rows, or the
+        given ``rows``, in place)."""
+        if rows is None:
+            return self.model.write_frame(latent.to(self.dtype), actions, memory)
+        sub = _map_memory(memory, lambda s: s[rows])
+        new = self.model.write_frame(latent.to(self.dtype), actions, sub)
+        for dst, src in zip(_memory_tensors(memory), _memory_tensors(new)):
+            dst[rows] = src
+        return memory
+
+    @torch.no_grad()
+    def flushed_memory(self, state: WorldState) -> MemoryState:
+        """The memory state after ALL frames of every row (for probes; the state is unchanged).
+
+        Frame mode writes the frames still in the window into a copy (up to ``W - 1`` passes).
+        """
+        if not self.model.has_memory:
+            return list(state.memory)
+        if self.mode == "chunk":
+            return _map_memory(state.running, lambda s: s.clone())
+        memory = _map_memory(state.memory, lambda s: s.clone())
+        t = state.frame_index
+        start = window_start(t, self.window, self.mode)
+        for offset in range(int((t - start).max())):  # oldest pending frame first
+            frame = start + offset
+            rows = (frame < t).nonzero().flatten()
+            if len(rows) == 0:
+                continue
+            rows_d = rows.to(state.device)
+            slots = self._slot(frame[rows]).to(state.device)
+            memory = self._write(memory, state.latents[rows_d, slots], state.actions[rows_d, slots],
+                                 None if len(rows) == state.batch_size else rows_d)
+        return memory
+
+    # -- input checks ----------------------------------------------------------------------------
+    def _check_frames(self, frames, ndim: int, batch: int | None = None) -> Tensor:
+        frames = torch.as_tensor(frames)
+        H = self.frame_size
+        what = "(B, T, H, W, 3)" if ndim == 5 else "(B, H, W, 3)"
+        if frames.dim() != ndim or tuple(frames.shape[-3:]) != (H, H, 3) or frames.dtype != torch.uint8:
+            raise UserError(f"frames must be {what} uint8 with H = W = {H}, got "
+                            f"{tuple(frames.shape)} {frames.dtype}")
+        if batch is not None and frames.shape[0] != batch:
+            raise UserError(f"frames have {frames.shape[0]} rows, the state has {batch}")
+        return frames.to(self.device)
+
+    def _check_actions(self, actions, shape: tuple[int, ...]) -> Tensor:
+        actions = torch.as_tensor(actions)
+        if tuple(actions.shape) != shape or actions.dtype.is_floating_point or actions.dtype == torch.bool:
+            raise UserError(f"actions must be integer {shape}, got {tuple(actions.shape)} {actions.dtype}")
+        n = self.cfg.num_actions
+        if actions.numel() and (int(actions.min()) < 0 or int(actions.max()) >= n):
+            raise UserError(f"actions must be in [0, {n}), got values {actions.unique().tolist()[:10]}")
+        return actions.to(self.device, torch.long)

@@ -1,0 +1,117 @@
+"""DDIM sampling of one frame, as a plain object in the diffusers spirit.
+
+:class:`DDIMSampler` decides the level sequence ``K -> ... -> 0`` for a number of steps and
+performs one update ``x_k -> x_k'`` in float32 from the network output (via
+:meth:`~world_model.diffusion.Diffusion.to_x0_eps`). It knows nothing about the network, the
+cache or the memory: the rollout engine calls the network and hands the output here.
+
+Noise (the initial frame and, for ``eta > 0``, the stochastic part of each update) is drawn with
+:func:`randn_rows` from one ``torch.Generator`` per batch row, so a row's samples depend on its own
+seed only, not on the batch it shares.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from world_model.diffusion import Diffusion
+from world_model.errors import UserError
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """How frames are sampled."""
+
+    steps: int = 50
+    """DDIM steps per frame (paper: 50); at most the number of noise levels K."""
+    eta: float = 0.0
+    """DDIM stochasticity: 0 is deterministic DDIM, 1 the DDPM-like posterior variance."""
+
+    def validate(self, num_levels: int | None = None) -> "SamplerConfig":
+        if self.steps < 1:
+            raise UserError(f"sampler steps must be >= 1, got {self.steps}")
+        if num_levels is not None and self.steps > num_levels:
+            raise UserError(f"sampler steps ({self.steps}) exceed the {num_levels} noise levels")
+        if not 0.0 <= self.eta <= 1.0:
+            raise UserError(f"sampler eta must be in [0, 1], got {self.eta}")
+        return self
+
+
+def randn_rows(generators: Sequence[torch.Generator], shape: tuple[int, ...],
+               device: torch.device | str | None = None) -> Tensor:
+    """Standard normal noise ``(B, *shape)`` float32, row ``b`` drawn from ``generators[b]``.
+
+    The generators live on the CPU, so the same seeds give the same noise on every device; the
+    result is moved to ``device``.
+    """
+    rows = [torch.randn(shape, generator=g) for g in generators]
+    return torch.stack(rows).to(device)
+
+
+class DDIMSampler:
+    """DDIM (Song et al., 2021) over the integer levels of a :class:`Diffusion`.
+
+    Attributes:
+        levels: ``(steps + 1,)`` int64, strictly decreasing from ``K`` to ``0``; step ``i`` goes
+            from ``levels[i]`` to ``levels[i + 1]``.
+    """
+
+    def __init__(self, diffusion: Diffusion, config: SamplerConfig = SamplerConfig()) -> None:
+        config.validate(diffusion.num_levels)
+        self.diffusion = diffusion
+        self.config = config
+        K = diffusion.num_levels
+        # Evenly spaced, rounded; distinct because steps <= K.
+        self.levels = torch.linspace(K, 0, config.steps + 1, dtype=torch.float64).round().long()
+
+    @property
+    def steps(self) -> int:
+        return self.config.steps
+
+    def pairs(self) -> list[tuple[int, int]]:
+        """``[(level, next_level), ...]`` for every step, from ``K`` down to ``0``."""
+        lv = self.levels.tolist()
+        return list(zip(lv[:-1], lv[1:]))
+
+    @property
+    def needs_noise(self) -> bool:
+        return self.config.eta > 0
+
+    def step(self, x: Tensor, output: Tensor, level: int, next_level: int,
+             noise: Tensor | None = None) -> Tensor:
+        """One DDIM update, computed in float32.
+
+        Args:
+            x: ``(B, ...)`` the sample at ``level``.
+            output: ``(B, ...)`` the network's prediction for ``x`` (v, eps or x0 as configured).
+            level, next_level: ``next_level < level``; ``next_level = 0`` returns the predicted x0.
+            noise: ``(B, ...)`` standard normal noise; required when ``eta > 0`` and
+                ``next_level > 0``, ignored otherwise.
+        Returns:
+            ``(B, ...)`` float32 sample at ``next_level``.
+        """
+        if not 0 <= next_level < level:
+            raise ValueError(f"DDIM step must lower the level, got {level} -> {next_level}")
+        B = x.shape[0]
+        lv = torch.full((B,), level, dtype=torch.long, device=x.device)
+        x0, eps = self.diffusion.to_x0_eps(x, output, lv)
+        if next_level == 0:
+            return x0
+        a, s = (c.item() for c in self.diffusion.coefficients(torch.tensor([level])))
+        a_next, s_next = (c.item() for c in self.diffusion.coefficients(torch.tensor([next_level])))
+        eta = self.config.eta
+        sigma = 0.0
+        if eta > 0 and s > 0 and a_next > 0:
+            # sigma^2 = eta^2 (s'^2 / s^2) (1 - a^2 / a'^2): the DDPM posterior std scaled by eta.
+            sigma = eta * (s_next / s) * max(1.0 - (a * a) / (a_next * a_next), 0.0) ** 0.5
+        direction = max(s_next * s_next - sigma * sigma, 0.0) ** 0.5
+        out = a_next * x0 + direction * eps
+        if sigma > 0:
+            if noise is None:
+                raise ValueError("eta > 0: DDIM step needs noise")
+            out = out + sigma * noise.float()
+        return out
