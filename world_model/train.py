@@ -187,6 +187,7 @@ class Trainer:
             self.data_dir, seq_len=tc.seq_len, batch_size=tc.batch_size,
             val_fraction=tc.val_fraction, num_workers=tc.num_workers, seed=tc.seed,
             rank=self.dist.rank, world_size=self.dist.world_size, start_step=self.step,
+            val_batches=tc.val_batches,
         )
 
     # -- loop ---------------------------------------------------------------------------------------
@@ -259,7 +260,7 @@ class Trainer:
                     last.update(logs)
                     logger_.log(self.step, logs)
                     bar.set_postfix(loss=f"{logs['loss/total']:.4f}")
-                if self.step % tc.val_every == 0 or self.step == tc.steps:
+                if val_loader is not None and (self.step % tc.val_every == 0 or self.step == tc.steps):
                     val = self.validate(val_loader)
                     last.update(val)
                     logger_.log(self.step, val)

@@ -1,0 +1,149 @@
+"""Training throughput: hidden-state pre-fetch vs a naive frame-wise sliding-window trainer.
+
+Both train the same model on the same batch of real frames (T frames, window W):
+
+* prefetch: one window-1 pass over the T clean frames writes every memory state (one recurrent
+  scan per layer), then ONE parallel windowed pass gives the diffusion loss for all T frames.
+* naive:    for every frame i, the network is run on its whole window (frames i-W+1..i) and the
+  memory is stepped frame by frame; the loss of frame i comes from its own window pass.
+
+Each scheme runs in its own subprocess so peak memory (max RSS) is its own. Reports median step
+time, frames/s, the ratio, peak memory, and for the pre-fetch scheme the share of time spent in the
+pre-fetch. Also frames/s of the pre-fetch scheme for each memory type.
+
+    python benchmarks/bench_train.py --data DIR [--T 100 --W 20 --steps 3 --config cpu-small]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+
+
+def one_run(args) -> dict:
+    import resource
+
+    import torch
+
+    from world_model.commands.train import resolve_config
+    from world_model.data.dataset import make_dataloaders
+    from world_model.objective import Batch, WorldModelObjective
+    from world_model.train import build_world_parts
+    from world_model.windows import read_index
+
+    torch.manual_seed(0)
+    torch.set_num_threads(args.threads)
+    cfg = resolve_config(args.config, [f"model.window={args.W}", f"model.memory={args.memory}",
+                                       f"model.mode={args.mode}"])
+    model, diffusion, codec = build_world_parts(cfg, torch.device("cpu"))
+    objective = WorldModelObjective(model, diffusion, codec)
+    loader, _ = make_dataloaders(args.data, seq_len=args.T, batch_size=args.batch, val_fraction=0.0,
+                                 num_workers=0, seed=0)
+    batch = Batch.from_dict(next(iter(loader)))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    W, T = args.W, args.T
+    g = torch.Generator().manual_seed(0)
+
+    def prefetch_step():
+        z = codec.encode(batch.frames)
+        levels = diffusion.sample_levels(z.shape[:2], g)
+        noise = torch.randn(z.shape, generator=g)
+        t0 = time.perf_counter()
+        reads, _ = model.prefetch(z, batch.actions)
+        t_pre = time.perf_counter() - t0
+        out = model(diffusion.add_noise(z, levels, noise), levels, batch.actions, reads)
+        loss = diffusion.loss(out.prediction, diffusion.target(z, noise, levels), levels)
+        return loss, t_pre
+
+    def naive_step():
+        z = codec.encode(batch.frames)
+        levels = diffusion.sample_levels(z.shape[:2], g).clamp(min=1)
+        noise = torch.randn(z.shape, generator=g)
+        x = diffusion.add_noise(z, levels, noise)
+        target = diffusion.target(z, noise, levels)
+        starts = read_index(T, W, cfg.model.mode)
+        history = [model.init_memory(z.shape[0])]
+        losses = []
+        for i in range(T):
+            s = int(starts[i])
+            reads = None
+            if model.has_memory:  # frame j of the window reads the state before its own window
+                idx = [int(starts[j]) for j in range(s, i + 1)]
+                reads = [tuple(torch.stack([history[k][layer][n] for k in idx], dim=2)
+                               for n in range(len(history[0][layer])))
+                         for layer in range(len(model.blocks))]
+            out = model(x[:, s:i + 1], levels[:, s:i + 1], batch.actions[:, s:i + 1], reads)
+            losses.append((out.prediction[:, -1] - target[:, i]).pow(2).mean())
+            history.append(model.write_frame(z[:, i], batch.actions[:, i], history[-1]))
+        return torch.stack(losses).mean(), 0.0
+
+    step = prefetch_step if args.scheme == "prefetch" else naive_step
+    times, pre = [], []
+    for i in range(args.steps + 1):  # first step is warm-up
+        t0 = time.perf_counter()
+        loss, t_pre = step()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if i > 0:
+            times.append(time.perf_counter() - t0)
+            pre.append(t_pre)
+    med = statistics.median(times)
+    return {"scheme": args.scheme, "memory": args.memory, "mode": args.mode, "T": T, "W": W,
+            "batch": args.batch, "step_s": med, "frames_per_s": args.batch * T / med,
+            "prefetch_share": statistics.median(pre) / med,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def spawn(args, **over) -> dict:
+    argv = [sys.executable, __file__, "--one"]
+    for k, v in {**vars(args), **over}.items():
+        if k in ("one", "memories"):
+            continue
+        argv += [f"--{k}", str(v)]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True)
+    p.add_argument("--config", default="cpu-small")
+    p.add_argument("--T", type=int, default=100)
+    p.add_argument("--W", type=int, default=20)
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--memory", default="lstm")
+    p.add_argument("--mode", default="frame")
+    p.add_argument("--scheme", default="prefetch")
+    p.add_argument("--memories", default="lstm,mamba2,ttt,none",
+                   help="memory types for the per-memory frames/s table ('' to skip)")
+    p.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.one:
+        print(json.dumps(one_run(args)))
+        return
+    pre = spawn(args, scheme="prefetch")
+    naive = spawn(args, scheme="naive")
+    print(f"model preset {args.config}, T={args.T}, W={args.W}, batch {args.batch}, memory "
+          f"{args.memory}, {args.steps} timed steps (median), {args.threads} threads")
+    for r in (pre, naive):
+        print(f"  {r['scheme']:>8}: {r['step_s']:.3f} s/step  {r['frames_per_s']:.1f} frames/s  "
+              f"peak RSS {r['peak_rss_mb']:.0f} MB")
+    print(f"  speed-up of pre-fetch over naive: {naive['step_s'] / pre['step_s']:.1f}x; "
+          f"pre-fetch share of the step: {100 * pre['prefetch_share']:.0f}%")
+    if args.memories:
+        print("pre-fetch scheme per memory type:")
+        for mem in args.memories.split(","):
+            r = spawn(args, scheme="prefetch", memory=mem)
+            print(f"  {mem:>7}: {r['frames_per_s']:.1f} frames/s, {r['step_s']:.3f} s/step, "
+                  f"pre-fetch {100 * r['prefetch_share']:.0f}%, peak RSS {r['peak_rss_mb']:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()

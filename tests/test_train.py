@@ -1,0 +1,189 @@
+"""Training: every memory and mode learns, checkpoints round-trip, resume is exact, DDP runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from model_utils import MEMORIES, MODES
+from world_model.checkpoint import load, save_world
+from world_model.config import DiffusionConfig, LatentConfig, ModelConfig, RunConfig, TrainConfig
+from world_model.data.format import action_indices, list_episodes, read_episode
+from world_model.diffusion import Diffusion
+from world_model.errors import CheckpointError
+from world_model.latents import PixelCodec
+from world_model.model import RADModel
+from world_model.objective import Batch, WorldModelObjective
+from world_model.train import TrainOptions, train
+
+PIXEL_MODEL = dict(latent_channels=3, latent_size=64, patch_size=16, width=64, depth=2, heads=2,
+                   window=3, memory_hidden=16, memory_action_dim=8, mamba_state=4, mamba_heads=2,
+                   ttt_heads=2)
+
+
+def real_clip(directory: Path, T: int = 8) -> Batch:
+    ep = read_episode(list_episodes(directory)[0], ("image", "action", "reward"))
+    return Batch(torch.from_numpy(ep["image"][None, 10:10 + T]),
+                 torch.from_numpy(action_indices(ep["action"])[None, 10:10 + T]),
+                 torch.from_numpy(ep["reward"][None, 10:10 + T].astype(np.float32)))
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("memory", MEMORIES)
+def test_each_memory_and_mode_overfits_a_tiny_real_sequence(real_episodes_dir, memory, mode):
+    torch.manual_seed(0)
+    model = RADModel(ModelConfig(memory=memory, mode=mode, **PIXEL_MODEL))
+    objective = WorldModelObjective(model, Diffusion(DiffusionConfig(clean_prob=0.0)), PixelCodec())
+    batch = real_clip(real_episodes_dir)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+
+    def loss_at_fixed_noise():  # the levels and noise it is trained on: pure overfitting
+        return objective(batch, torch.Generator().manual_seed(0))[1]["loss/diffusion"].item()
+
+    start = loss_at_fixed_noise()
+    for _ in range(100):
+        loss, _ = objective(batch, torch.Generator().manual_seed(0))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    end = loss_at_fixed_noise()
+    assert end < 0.5 * start, (start, end)
+
+
+def tiny_run_config(**train_over) -> RunConfig:
+    train_cfg = dict(seq_len=6, batch_size=2, steps=6, warmup_steps=2, log_every=1, val_every=3,
+                     checkpoint_every=3, val_batches=1, num_workers=0, val_fraction=0.34, seed=3)
+    train_cfg.update(train_over)
+    return RunConfig(model=ModelConfig(**PIXEL_MODEL), latent=LatentConfig("pixels"),
+                     train=TrainConfig(**train_cfg))
+
+
+def test_checkpoint_round_trip_gives_identical_outputs(tmp_path, real_episodes_dir):
+    torch.manual_seed(0)
+    config = tiny_run_config()
+    model = RADModel(config.model).eval()
+    for p in model.parameters():  # non-zero outputs
+        torch.nn.init.normal_(p, std=0.05)
+    save_world(tmp_path / "run", config, model)
+    world = load(tmp_path / "run")
+    batch = real_clip(real_episodes_dir)
+    z = PixelCodec().encode(batch.frames)
+    levels = torch.full(batch.actions.shape, 500)
+    with torch.no_grad():
+        a = model(z, levels, batch.actions, model.prefetch(z, batch.actions)[0]).prediction
+        b = world.model(z, levels, batch.actions, world.model.prefetch(z, batch.actions)[0]).prediction
+    assert a.abs().max() > 0
+    assert torch.equal(a, b)
+    assert world.config == config
+
+
+def test_loading_a_bad_checkpoint_names_the_file_and_the_problem(tmp_path):
+    config = tiny_run_config()
+    run = save_world(tmp_path / "run", config, RADModel(config.model))
+    with pytest.raises(CheckpointError, match="no such checkpoint directory"):
+        load(tmp_path / "nope")
+    data = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**data, "version": 99}))
+    with pytest.raises(CheckpointError, match="config.json.*version 99"):
+        load(run)
+    width = data["model"]["width"]
+    data["model"]["width"] = 2 * width
+    (run / "config.json").write_text(json.dumps(data))
+    with pytest.raises(CheckpointError, match="model.safetensors.*do not match.*shape mismatch"):
+        load(run)
+    data["model"]["width"] = width
+    (run / "config.json").write_text(json.dumps(data))
+    (run / "model.safetensors").write_bytes(b"garbage" * 10)
+    with pytest.raises(CheckpointError, match="model.safetensors.*corrupt"):
+        load(run)
+    (run / "model.safetensors").unlink()
+    with pytest.raises(CheckpointError, match="model.safetensors: missing"):
+        load(run)
+    (run / "config.json").unlink()
+    with pytest.raises(CheckpointError, match="config.json: missing"):
+        load(run)
+
+
+def _weights(run_dir):
+    state = torch.load(run_dir / "train_state.pt", weights_only=True)
+    return state["step"], state["model"], state["optimizer"]
+
+
+def test_resume_continues_the_same_run_exactly(tmp_path, real_episodes_dir):
+    opts = TrainOptions(device="cpu", wandb="disabled", progress=False)
+    train(tiny_run_config(steps=6), real_episodes_dir, tmp_path / "straight", opts)
+    # the "killed" run stopped after its checkpoint at step 3, then resumes to 6
+    train(tiny_run_config(steps=3), real_episodes_dir, tmp_path / "resumed", opts)
+    train(tiny_run_config(steps=6), real_episodes_dir, tmp_path / "resumed",
+          TrainOptions(device="cpu", wandb="disabled", progress=False, resume=True))
+    step_a, model_a, _ = _weights(tmp_path / "straight")
+    step_b, model_b, _ = _weights(tmp_path / "resumed")
+    assert step_a == step_b == 6
+    for k in model_a:
+        assert torch.equal(model_a[k], model_b[k]), k
+    steps = [json.loads(line)["step"] for line in (tmp_path / "resumed" / "metrics.jsonl").open()
+             if "loss/total" in line]
+    assert steps == list(range(1, 7))  # no duplicated or missing log lines across the resume
+    world = load(tmp_path / "resumed")
+    assert world.config.train.steps == 6
+
+
+def test_an_existing_run_is_not_overwritten_without_resume(tmp_path, real_episodes_dir):
+    opts = TrainOptions(device="cpu", wandb="disabled", progress=False)
+    train(tiny_run_config(steps=3), real_episodes_dir, tmp_path / "run", opts)
+    with pytest.raises(Exception, match="--resume"):
+        train(tiny_run_config(steps=3), real_episodes_dir, tmp_path / "run", opts)
+
+
+def test_rad_train_cli_resumes_after_being_killed(tmp_path, real_episodes_dir):
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"model": PIXEL_MODEL, "train": {
+        "seq_len": 6, "batch_size": 2, "steps": 400, "checkpoint_every": 2, "log_every": 1,
+        "val_every": 1000, "num_workers": 0, "val_fraction": 0.34}}))
+    out = tmp_path / "run"
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    cmd = [sys.executable, "-m", "world_model.cli", "train", "--data", str(real_episodes_dir),
+           "--config", str(cfg), "--out", str(out), "--no-progress", "--device", "cpu"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(600):
+            if (out / "train_state.pt").exists():
+                break
+            try:
+                proc.wait(timeout=0.1)
+            except subprocess.TimeoutExpired:
+                pass
+        proc.kill()
+    finally:
+        proc.wait()
+    killed_at = torch.load(out / "train_state.pt", weights_only=True)["step"]
+    assert 2 <= killed_at < 400
+    load(out)  # the checkpoint left behind by the killed run is complete
+    done = subprocess.run(cmd + ["--resume", "--steps", str(killed_at + 2)], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert torch.load(out / "train_state.pt", weights_only=True)["step"] == killed_at + 2
+
+
+def test_two_process_gloo_ddp_run_completes(tmp_path, real_episodes_dir):
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"model": PIXEL_MODEL, "train": {
+        "seq_len": 6, "batch_size": 1, "steps": 3, "checkpoint_every": 3, "log_every": 1,
+        "val_every": 3, "val_batches": 1, "num_workers": 0, "val_fraction": 0.34}}))
+    env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+           "--master_port", "29517", "-m", "world_model.cli", "train", "--data",
+           str(real_episodes_dir), "--config", str(cfg), "--out", str(tmp_path / "ddp"),
+           "--no-progress", "--device", "cpu"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    state = torch.load(tmp_path / "ddp" / "train_state.pt", weights_only=True)
+    assert state["step"] == 3 and len(state["rng"]) == 2
+    load(tmp_path / "ddp")
