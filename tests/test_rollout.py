@@ -262,3 +262,18 @@ def test_state_moves_between_devices_and_back():
     moved = state.to("cpu")
     assert isinstance(moved, WorldState) and moved is not state
     assert torch.equal(rollout(engine, moved, actions), rollout(engine, state, actions))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_bfloat16_autocast_keeps_the_state_in_float32_and_frames_close(mode):
+    full = make_engine("lstm", mode)
+    low = RolloutEngine(full.world, SamplerConfig(steps=3), compute_dtype=torch.bfloat16)
+    frames, actions = frames_and_actions(length=5)
+    states = [engine.start(frames, actions, seeds=0) for engine in (full, low)]
+    outs = [rollout(engine, state, actions).float() for engine, state in zip((full, low), states)]
+    low_state = states[1]
+    tensors = [*low_state.keys, *low_state.values,
+               *(s for layer in low_state.memory for s in layer)]
+    assert all(t.dtype == torch.float32 for t in tensors)
+    assert not torch.equal(outs[0], outs[1])  # autocast did run in bfloat16
+    assert (outs[0] - outs[1]).abs().mean() < 2.0  # uint8 levels

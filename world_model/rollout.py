@@ -25,6 +25,7 @@ branch, index it by rows, reset rows, move it between devices.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -220,14 +221,19 @@ class RolloutEngine:
     Args:
         world: from :func:`world_model.checkpoint.load` (model, diffusion, codec, config).
         sampler: DDIM steps and eta.
+        compute_dtype: run the network under ``torch.autocast`` in this dtype (e.g.
+            ``torch.bfloat16`` on a GPU); None or the weights' dtype: no autocast. The state
+            (cache, memory) stays in the weights' dtype, so states are interchangeable.
     """
 
-    def __init__(self, world: World, sampler: SamplerConfig | None = None) -> None:
+    def __init__(self, world: World, sampler: SamplerConfig | None = None,
+                 compute_dtype: torch.dtype | None = None) -> None:
         self.world = world
         self.model = world.model
         self.codec = world.codec
         self.cfg = world.model.cfg
         self.sampler = DDIMSampler(world.diffusion, sampler or SamplerConfig())
+        self.compute_dtype = compute_dtype
         self.window, self.mode = self.cfg.window, self.cfg.mode
         self.slots = max(self.window - 1, 0)
         self.frame_size = world.config.latent.frame_size
@@ -243,6 +249,12 @@ class RolloutEngine:
     @property
     def latent_shape(self) -> tuple[int, int, int]:
         return (self.cfg.latent_channels, self.cfg.latent_size, self.cfg.latent_size)
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        """The context every network call runs in: autocast to ``compute_dtype``, or nothing."""
+        if self.compute_dtype is None or self.compute_dtype == self.dtype:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.compute_dtype)
 
     # -- state -----------------------------------------------------------------------------------
     def init_state(self, batch: int, seeds: int | Sequence[int] | None = None) -> WorldState:
@@ -347,9 +359,10 @@ class RolloutEngine:
         past, key_mask = context if context is not None else self.context(state)
         B = state.batch_size
         levels = torch.as_tensor(level, device=self.device).long().expand(B)
-        out, _ = self.model.forward_frame(x.to(self.dtype), levels, actions, past,
-                                          state.memory if self.model.has_memory else None,
-                                          key_mask)
+        with self._autocast():
+            out, _ = self.model.forward_frame(x.to(self.dtype), levels, actions, past,
+                                              state.memory if self.model.has_memory else None,
+                                              key_mask)
         return out
 
     def context(self, state: WorldState) -> tuple[KVCache | None, Tensor | None]:
@@ -390,9 +403,10 @@ class RolloutEngine:
         B = state.batch_size
         past, key_mask = context
         zeros = torch.zeros(B, dtype=torch.long, device=self.device)
-        out, kv = self.model.forward_frame(latent.to(self.dtype), zeros, actions, past,
-                                           state.memory if self.model.has_memory else None,
-                                           key_mask)
+        with self._autocast():
+            out, kv = self.model.forward_frame(latent.to(self.dtype), zeros, actions, past,
+                                               state.memory if self.model.has_memory else None,
+                                               key_mask)
         t = state.frame_index
         if self.model.has_memory:
             self._bookkeep_memory(state, latent, actions, t)
@@ -404,8 +418,9 @@ class RolloutEngine:
                 slots = self._slot(t[rows]).to(state.device)
                 rows_d = rows.to(state.device)
                 for layer, (k, v) in enumerate(kv):
-                    state.keys[layer][rows_d, :, :, slots] = k[rows_d, :, :, 0]
-                    state.values[layer][rows_d, :, :, slots] = v[rows_d, :, :, 0]
+                    keys, values = state.keys[layer], state.values[layer]
+                    keys[rows_d, :, :, slots] = k[rows_d, :, :, 0].to(keys.dtype)
+                    values[rows_d, :, :, slots] = v[rows_d, :, :, 0].to(values.dtype)
                 if state.latents is not None:
                     state.latents[rows_d, slots] = latent[rows_d].float()
                     state.actions[rows_d, slots] = actions[rows_d]
@@ -447,10 +462,12 @@ class RolloutEngine:
                rows: Tensor | None) -> MemoryState:
         """Window-1 pass: write clean ``latent (n, C, h, w)`` into ``memory`` (all rows, or the
         given ``rows``, in place)."""
+        sub = memory if rows is None else _map_memory(memory, lambda s: s[rows])
+        with self._autocast():
+            new = self.model.write_frame(latent.to(self.dtype), actions, sub)
+        new = _map_memory(new, lambda s: s.to(self.dtype))  # autocast may have lowered it
         if rows is None:
-            return self.model.write_frame(latent.to(self.dtype), actions, memory)
-        sub = _map_memory(memory, lambda s: s[rows])
-        new = self.model.write_frame(latent.to(self.dtype), actions, sub)
+            return new
         for dst, src in zip(_memory_tensors(memory), _memory_tensors(new)):
             dst[rows] = src
         return memory
