@@ -3,10 +3,12 @@ the pre-fetch, seeded sampling, per-row state (reset, clone, index), constant st
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
-
 from model_utils import MEMORIES, MODES, tiny_model
+
 from world_model.checkpoint import World
 from world_model.config import DiffusionConfig, LatentConfig, RunConfig
 from world_model.diffusion import Diffusion
@@ -18,15 +20,6 @@ from world_model.windows import window_start
 
 B, T = 2, 8  # tiny models: window 3, depth 2, 8x8 pixel latents; T > window so memory matters
 ATOL = 2e-5
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: extra threads only contend for the shared cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def make_engine(memory="lstm", mode="frame", steps=3, eta=0.0, **over) -> RolloutEngine:
@@ -141,7 +134,7 @@ def test_ddim_levels_run_from_pure_noise_to_clean():
     sampler = DDIMSampler(Diffusion(DiffusionConfig(num_levels=1000)), SamplerConfig(steps=7))
     levels = sampler.levels.tolist()
     assert levels[0] == 1000 and levels[-1] == 0 and len(levels) == 8
-    assert all(a > b for a, b in zip(levels, levels[1:]))
+    assert all(a > b for a, b in itertools.pairwise(levels))
     with pytest.raises(UserError):
         DDIMSampler(Diffusion(DiffusionConfig(num_levels=10)), SamplerConfig(steps=11))
 

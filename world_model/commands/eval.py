@@ -1,0 +1,89 @@
+"""Score checkpoints on outbound-and-return trajectories (the paper's Sec. 5.1 protocol).
+
+Examples:
+  rad eval --checkpoint runs/rad-lstm runs/df --data data/maze9-eval --out reports/eval
+  rad eval --checkpoint runs/rad-lstm --data data/maze9-eval --out reports/quick --steps 10 \\
+      --max-trajectories 8
+
+The first `context_frames` real frames of each trajectory are context; the model generates the rest
+from the recorded actions alone. Prints one table (a row per checkpoint and a repeat-the-last-
+context-frame baseline) with PSNR, SSIM and LPIPS over all generated frames and over the return
+part (generated frames whose matching outbound view is beyond the attention horizon; see
+docs/rollout.md). Writes OUT/table.md, OUT/table.json, OUT/per_frame.json, OUT/curves.png and
+OUT/videos/*.gif (real | each checkpoint).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", nargs="+", required=True, metavar="RUN",
+                   help="one or more checkpoint directories (config.json + model.safetensors)")
+    p.add_argument("--data", required=True, help="directory of evaluation trajectories (.npz)")
+    p.add_argument("--out", required=True, help="report directory")
+    p.add_argument("--steps", type=int, default=50, help="DDIM steps per frame (default: 50)")
+    p.add_argument("--eta", type=float, default=0.0, help="DDIM eta (default: 0)")
+    p.add_argument("--batch", type=int, default=16, help="trajectories per batch (default: 16)")
+    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, ...")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
+    p.add_argument("--max-trajectories", type=int, help="use only the first N trajectories")
+    p.add_argument("--horizon", type=int,
+                   help="return-part horizon H (default: the largest checkpoint horizon)")
+    p.add_argument("--lpips-weights", metavar="FILE",
+                   help="torchvision AlexNet weights for LPIPS (else $RAD_LPIPS_WEIGHTS or the "
+                        "torch hub cache; LPIPS is reported unavailable without them)")
+    p.add_argument("--videos", type=int, default=4, help="side-by-side GIFs to write (default: 4)")
+    p.add_argument("--save-frames", action="store_true",
+                   help="also write the generated frames to OUT/frames/<checkpoint>.npz")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def resolve_device(name: str) -> str:
+    """``auto`` -> CUDA when present, else CPU; a clear error for an unusable device."""
+    import torch
+
+    from world_model.distributed import pick_device
+    from world_model.errors import UserError
+
+    try:
+        device = pick_device(name)
+    except RuntimeError as exc:
+        raise UserError(f"--device {name!r}: {exc}") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {name!r}: CUDA is not available on this machine")
+    return str(device)
+
+
+def main(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from world_model.errors import UserError
+    from world_model.evaluate import EvalSettings, evaluate, markdown_table
+
+    device = resolve_device(args.device)
+    if args.max_trajectories is not None and args.max_trajectories < 1:
+        raise UserError(f"--max-trajectories must be >= 1, got {args.max_trajectories}")
+    if args.horizon is not None and args.horizon < 1:
+        raise UserError(f"--horizon must be >= 1, got {args.horizon}")
+    settings = EvalSettings(steps=args.steps, eta=args.eta, batch=args.batch, seed=args.seed,
+                            device=device, max_trajectories=args.max_trajectories,
+                            horizon=args.horizon, lpips_weights=args.lpips_weights,
+                            videos=args.videos, save_frames=args.save_frames)
+    bars: list[tqdm] = []  # made on the first generated frames, once the total is known
+
+    def progress(n: int, total: int) -> None:
+        if not bars:
+            bars.append(tqdm(total=total, unit="frame", desc="rad eval", dynamic_ncols=True,
+                             disable=args.no_progress))
+        bars[0].update(n)
+
+    try:
+        report = evaluate(args.checkpoint, args.data, args.out, settings, progress)
+    finally:
+        for bar in bars:
+            bar.close()
+    print(markdown_table(report), end="")
+    print(f"report: {args.out}/table.md, table.json, per_frame.json, curves.png, videos/")
+    return 0

@@ -1,0 +1,459 @@
+"""The paper's evaluation protocol (RAD Sec. 5.1) on outbound-and-return trajectories.
+
+For every trajectory (an episode file with scalars ``context_frames`` and ``outbound_frames``, see
+``world_model.data.evalset``): the first ``context_frames`` real frames are given to the model,
+which generates every later frame from the recorded actions alone. Generated frames are scored
+against the real ones with PSNR, SSIM and LPIPS (``world_model.metrics``), averaged over all
+generated frames of all trajectories, for the whole prediction and for its **return part**:
+
+    Let ``O = outbound_frames`` and ``H`` the attention horizon (the largest
+    ``config.model.horizon`` among the evaluated checkpoints, or ``--horizon``). A generated frame
+    ``i`` is matched to the outbound frame ``m(i) < O`` whose ``agent_pos`` is nearest to its own
+    (ties: the latest); a file without ``agent_pos`` uses the mirror frame
+    ``m(i) = clip(2 (O - 1) - i, 0, O - 1)``. Frame ``i`` is in the return part when
+    ``i - m(i) >= H``: the view of the same place is outside the frames ``i - H + 1 .. i`` whose
+    pixels reach frame ``i``'s prediction through attention, for every evaluated model, so only
+    memory (or what intermediate generated frames still show) can bring it back.
+
+The same frames are scored for every checkpoint and for a trivial baseline that repeats the last
+context frame, so every number has a floor. Sampling is seeded per trajectory (``seed`` and the
+trajectory's index), so a run is deterministic and independent of the batch size.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from world_model import metrics
+from world_model.data.format import action_indices, list_episodes, read_episode
+from world_model.errors import DataError, UserError
+from world_model.io import atomic_write_text
+from world_model.rollout import RolloutEngine
+from world_model.sampler import SamplerConfig
+
+logger = logging.getLogger(__name__)
+
+BASELINE = "repeat last context frame"
+
+
+@dataclass
+class Trajectory:
+    """One evaluation trajectory."""
+
+    name: str
+    frames: np.ndarray
+    """``(T, H, W, 3)`` uint8, all frames."""
+    actions: np.ndarray
+    """``(T,)`` int64, ``actions[i]`` led to frame ``i``."""
+    context_frames: int
+    outbound_frames: int
+    positions: np.ndarray | None
+    """``(T, 2)`` agent positions, or None."""
+
+    @property
+    def generated(self) -> int:
+        return len(self.frames) - self.context_frames
+
+
+def load_trajectories(data: str | os.PathLike, max_trajectories: int | None = None,
+                      ) -> list[Trajectory]:
+    """Evaluation trajectories under ``data`` (a directory or one file), sorted by path."""
+    paths = list_episodes(data)
+    if not paths:
+        raise DataError(f"{data}: no .npz evaluation trajectories")
+    if max_trajectories is not None:
+        paths = paths[:max_trajectories]
+    out = []
+    for path in paths:
+        ep = read_episode(path)
+        for key in ("image", "action", "context_frames", "outbound_frames"):
+            if key not in ep:
+                raise DataError(f"{path}: missing {key!r}; evaluation trajectories need "
+                                f"'context_frames' and 'outbound_frames' (rad make-evalset)")
+        frames = ep["image"]
+        T = len(frames)
+        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+            raise DataError(f"{path}: 'image' must be (T, H, W, 3) uint8, got {frames.shape} "
+                            f"{frames.dtype}")
+        ctx, outbound = int(ep["context_frames"]), int(ep["outbound_frames"])
+        if not 1 <= ctx < T:
+            raise DataError(f"{path}: context_frames={ctx} must be in [1, {T - 1}] ({T} frames)")
+        if not 1 <= outbound <= T:
+            raise DataError(f"{path}: outbound_frames={outbound} must be in [1, {T}]")
+        actions = action_indices(ep["action"])
+        if len(actions) != T:
+            raise DataError(f"{path}: {len(actions)} actions for {T} frames")
+        pos = ep.get("agent_pos")
+        out.append(Trajectory(path.stem, frames, actions, ctx, outbound,
+                              None if pos is None else np.asarray(pos, dtype=np.float64)))
+    return out
+
+
+def matched_outbound(traj: Trajectory) -> np.ndarray:
+    """``(T,)`` int64: for every frame, the outbound frame showing the same place (see module)."""
+    T, O = len(traj.frames), traj.outbound_frames
+    idx = np.arange(T)
+    if traj.positions is None:
+        return np.clip(2 * (O - 1) - idx, 0, O - 1)
+    d = np.linalg.norm(traj.positions[:, None, :] - traj.positions[None, :O, :], axis=-1)  # (T, O)
+    # argmin over the reversed outbound axis picks the latest of equally near frames
+    return (O - 1) - np.argmin(d[:, ::-1], axis=1)
+
+
+def return_mask(traj: Trajectory, horizon: int) -> np.ndarray:
+    """``(G,)`` bool over the generated frames: True for the return part (see module)."""
+    i = np.arange(traj.context_frames, len(traj.frames))
+    return i - matched_outbound(traj)[i] >= horizon
+
+
+# -- generation ----------------------------------------------------------------------------------
+def trajectory_seed(seed: int, index: int) -> int:
+    """Sampling seed of trajectory ``index`` (its position in the sorted file list)."""
+    return int(np.random.SeedSequence([seed, index]).generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+def generate(engine: RolloutEngine, trajs: Sequence[Trajectory], seeds: Sequence[int],
+             progress: Callable[[int], None] | None = None) -> list[np.ndarray]:
+    """Generate every trajectory's frames after its context, all rows in one batch.
+
+    Contexts are right-aligned so that they all end at the same step: a row with a shorter context
+    observes filler frames first and is reset just before its real first frame (reset rows are
+    exact). Rows leave the batch once their frames are generated.
+
+    Returns per trajectory ``(T - context_frames, H, W, 3)`` uint8.
+    """
+    B = len(trajs)
+    ctx = [t.context_frames for t in trajs]
+    gen = [t.generated for t in trajs]
+    C = max(ctx)
+    state = engine.init_state(B, list(seeds))
+    for i in range(C):
+        offset = [i - (C - c) for c in ctx]  # the row's own frame index at this step
+        starting = [b for b in range(B) if offset[b] == 0]
+        if starting and i > 0:
+            state.reset_rows(starting)
+        frames = np.stack([trajs[b].frames[max(offset[b], 0)] for b in range(B)])
+        actions = np.array([trajs[b].actions[max(offset[b], 0)] for b in range(B)])
+        engine.observe(state, torch.from_numpy(frames), torch.from_numpy(actions))
+    outs: list[list[np.ndarray]] = [[] for _ in range(B)]
+    active = list(range(B))
+    for j in range(max(gen)):
+        keep = [r for r, b in enumerate(active) if gen[b] > j]
+        if len(keep) < len(active):
+            state = state.index(keep)
+            active = [active[r] for r in keep]
+        actions = np.array([trajs[b].actions[ctx[b] + j] for b in active])
+        frames, _ = engine.step(state, torch.from_numpy(actions))
+        frames = frames.cpu().numpy()
+        for r, b in enumerate(active):
+            outs[b].append(frames[r])
+        if progress is not None:
+            progress(len(active))
+    return [np.stack(o) for o in outs]
+
+
+def baseline(traj: Trajectory) -> np.ndarray:
+    """The floor: the last context frame repeated, ``(G, H, W, 3)`` uint8."""
+    return np.repeat(traj.frames[traj.context_frames - 1][None], traj.generated, axis=0)
+
+
+# -- scoring -------------------------------------------------------------------------------------
+@dataclass
+class Scores:
+    """Per-frame scores of one model on one trajectory, each ``(G,)``."""
+
+    psnr: np.ndarray
+    ssim: np.ndarray
+    lpips: np.ndarray | None
+
+
+def score(real: np.ndarray, pred: np.ndarray, lpips_fn: metrics.LPIPSFn | None) -> Scores:
+    return Scores(metrics.psnr(real, pred), metrics.ssim(real, pred),
+                  None if lpips_fn is None else lpips_fn(real, pred))
+
+
+@dataclass
+class Row:
+    """One line of the table: means over all generated frames, and over the return part."""
+
+    name: str
+    checkpoint: str | None
+    memory: str | None = None
+    mode: str | None = None
+    window: int | None = None
+    horizon: int | None = None
+    psnr: float = math.nan
+    ssim: float = math.nan
+    lpips: float | None = None
+    return_psnr: float | None = None
+    return_ssim: float | None = None
+    return_lpips: float | None = None
+
+
+def _mean(x: np.ndarray) -> float | None:
+    return float(x.mean()) if x.size else None
+
+
+def summarize(row: Row, scores: Sequence[Scores], masks: Sequence[np.ndarray]) -> Row:
+    cat = {k: np.concatenate([getattr(s, k) for s in scores]) for k in ("psnr", "ssim")}
+    mask = np.concatenate(masks)
+    row.psnr, row.ssim = float(cat["psnr"].mean()), float(cat["ssim"].mean())
+    row.return_psnr, row.return_ssim = _mean(cat["psnr"][mask]), _mean(cat["ssim"][mask])
+    if all(s.lpips is not None for s in scores):
+        lp = np.concatenate([s.lpips for s in scores])
+        row.lpips, row.return_lpips = float(lp.mean()), _mean(lp[mask])
+    return row
+
+
+# -- the whole protocol --------------------------------------------------------------------------
+@dataclass
+class EvalSettings:
+    steps: int = 50
+    eta: float = 0.0
+    batch: int = 16
+    seed: int = 0
+    device: str = "cpu"
+    max_trajectories: int | None = None
+    horizon: int | None = None
+    """Override of the return-part horizon H (default: the largest checkpoint horizon)."""
+    lpips_weights: str | None = None
+    videos: int = 4
+    """Side-by-side videos written for the first this many trajectories."""
+    fps: int = 8
+    save_frames: bool = False
+    """Also write every generated frame to ``frames/<checkpoint>.npz`` (one array a trajectory)."""
+
+
+@dataclass
+class Report:
+    rows: list[Row]
+    trajectories: int
+    generated_frames: int
+    return_frames: int
+    horizon: int
+    lpips: str
+    settings: dict = field(default_factory=dict)
+
+
+def evaluate(checkpoints: Sequence[str | os.PathLike], data: str | os.PathLike,
+             out: str | os.PathLike, settings: EvalSettings | None = None,
+             progress: Callable[[int, int], None] | None = None) -> Report:
+    """Run the protocol for every checkpoint and write the report into ``out``:
+    ``table.json``, ``table.md``, ``per_frame.json``, ``curves.png``, ``videos/*.gif`` (and
+    ``frames/*.npz`` with ``settings.save_frames``).
+
+    ``progress(n, total)`` is called after each batched step with the frames it generated and
+    the frames to generate in all.
+    """
+    from world_model.checkpoint import load
+
+    settings = settings or EvalSettings()
+    if settings.batch < 1:
+        raise UserError(f"--batch must be >= 1, got {settings.batch}")
+    SamplerConfig(settings.steps, settings.eta).validate()
+    trajs = load_trajectories(data, settings.max_trajectories)
+    worlds = [(Path(c), load(c, "cpu")) for c in checkpoints]  # configs first: fail early
+    size = trajs[0].frames.shape[1]
+    for t in trajs:
+        if t.frames.shape[1:] != (size, size, 3):
+            raise DataError(f"{t.name}: frames {t.frames.shape[1:]} differ from {(size, size, 3)}")
+    for path, world in worlds:
+        if world.config.latent.frame_size != size:
+            raise DataError(f"{path}: the model takes {world.config.latent.frame_size}px frames, "
+                            f"the evaluation data has {size}px frames")
+    horizon = settings.horizon or max(w.config.model.horizon for _, w in worlds)
+    masks = [return_mask(t, horizon) for t in trajs]
+    lpips_fn, lpips_note = metrics.load_lpips(settings.lpips_weights, settings.device)
+    if lpips_fn is None:
+        logger.warning("LPIPS %s", lpips_note)
+    seeds = [trajectory_seed(settings.seed, i) for i in range(len(trajs))]
+    total = sum(t.generated for t in trajs) * len(worlds)
+    tick = None if progress is None else (lambda n: progress(n, total))
+    # Batches of similar lengths keep the right-aligned contexts and the shrinking batch tight.
+    order = sorted(range(len(trajs)), key=lambda i: (trajs[i].context_frames, len(trajs[i].frames)))
+    names = _row_names([p for p, _ in worlds])
+    rows, per_frame, videos = [], {}, {}
+    base_scores = [score(t.frames[t.context_frames:], baseline(t), lpips_fn) for t in trajs]
+    rows.append(summarize(Row(BASELINE, None), base_scores, masks))
+    per_frame[BASELINE] = base_scores
+    for name, (path, world) in zip(names, worlds):
+        world.to(settings.device)
+        engine = RolloutEngine(world, SamplerConfig(settings.steps, settings.eta))
+        generated: list[np.ndarray | None] = [None] * len(trajs)
+        for start in range(0, len(order), settings.batch):
+            idx = order[start:start + settings.batch]
+            outs = generate(engine, [trajs[i] for i in idx], [seeds[i] for i in idx], tick)
+            for i, o in zip(idx, outs):
+                generated[i] = o
+        world.to("cpu")
+        scores = [score(t.frames[t.context_frames:], g, lpips_fn) for t, g in zip(trajs, generated)]
+        cfg = world.config.model
+        rows.append(summarize(Row(name, str(path), cfg.memory, cfg.mode, cfg.window, cfg.horizon),
+                              scores, masks))
+        per_frame[name] = scores
+        videos[name] = generated[:settings.videos]
+        if settings.save_frames:
+            _save_frames(Path(out) / "frames" / f"{name.strip('/').replace('/', '_')}.npz",
+                         trajs, generated)
+        logger.info("%s: PSNR %.2f SSIM %.3f", name, rows[-1].psnr, rows[-1].ssim)
+    report = Report(rows, len(trajs), sum(t.generated for t in trajs),
+                    int(sum(m.sum() for m in masks)), horizon, lpips_note,
+                    {**asdict(settings), "checkpoints": [str(c) for c in checkpoints],
+                     "data": str(data)})
+    write_report(Path(out), report, trajs, masks, per_frame, videos, settings.fps)
+    return report
+
+
+def _save_frames(path: Path, trajs: Sequence[Trajectory], generated: Sequence[np.ndarray]) -> None:
+    from world_model.io import atomic_write
+
+    arrays = {t.name: g for t, g in zip(trajs, generated)}
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **arrays)
+
+    atomic_write(path, write)
+
+
+def _row_names(paths: Sequence[Path]) -> list[str]:
+    names = [p.name or str(p) for p in paths]
+    return [str(p) if names.count(n) > 1 else n for n, p in zip(names, paths)]
+
+
+# -- outputs -------------------------------------------------------------------------------------
+def _fmt(x: float | None, digits: int) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def markdown_table(report: Report) -> str:
+    """The table as Markdown (like the paper's Table 1, plus the return part)."""
+    head = ("| Model | Memory | Mode | W | Horizon | PSNR | SSIM | LPIPS | "
+            "PSNR return | SSIM return | LPIPS return |")
+    lines = [head, "|" + "---|" * 11]
+    lp = (lambda v: "unavailable" if report.lpips.startswith("unavailable") else _fmt(v, 3))
+    for r in report.rows:
+        lines.append(f"| {r.name} | {r.memory or '-'} | {r.mode or '-'} | {r.window or '-'} | "
+                     f"{r.horizon or '-'} | {_fmt(r.psnr, 2)} | {_fmt(r.ssim, 3)} | {lp(r.lpips)} | "
+                     f"{_fmt(r.return_psnr, 2)} | {_fmt(r.return_ssim, 3)} | {lp(r.return_lpips)} |")
+    lines.append("")
+    lines.append(f"{report.trajectories} trajectories, {report.generated_frames} generated frames, "
+                 f"{report.return_frames} of them in the return part (matching outbound view "
+                 f">= {report.horizon} frames back). LPIPS: {report.lpips}.")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(out: Path, report: Report, trajs: Sequence[Trajectory],
+                 masks: Sequence[np.ndarray], per_frame: dict[str, list[Scores]],
+                 videos: dict[str, list[np.ndarray]], fps: int) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "table.json", json.dumps(asdict(report), indent=2) + "\n")
+    atomic_write_text(out / "table.md", markdown_table(report))
+    frames = {name: {t.name: {k: (None if getattr(s, k) is None else getattr(s, k).round(5).tolist())
+                              for k in ("psnr", "ssim", "lpips")}
+                     for t, s in zip(trajs, scores)} for name, scores in per_frame.items()}
+    frames["return_part"] = {t.name: m.tolist() for t, m in zip(trajs, masks)}
+    atomic_write_text(out / "per_frame.json", json.dumps(frames) + "\n")
+    plot_curves(out / "curves.png", per_frame)
+    for k, traj in enumerate(trajs[:max((len(v) for v in videos.values()), default=0)]):
+        gens = [v[k] for v in videos.values()]
+        write_video(out / "videos" / f"{traj.name}.gif",
+                    side_by_side(traj.frames, gens, traj.context_frames), fps)
+
+
+def plot_curves(path: Path, per_frame: dict[str, list[Scores]]) -> None:
+    """Mean PSNR and SSIM against the number of frames since the end of the context."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for name, scores in per_frame.items():
+        for ax, key in zip(axes, ("psnr", "ssim")):
+            curves = [getattr(s, key) for s in scores]
+            n = max(len(c) for c in curves)
+            total, count = np.zeros(n), np.zeros(n)
+            for c in curves:
+                total[:len(c)] += c
+                count[:len(c)] += 1
+            ax.plot(np.arange(1, n + 1), total / count, label=name,
+                    linestyle="--" if name == BASELINE else "-")
+    for ax, label in zip(axes, ("PSNR (dB)", "SSIM")):
+        ax.set_xlabel("frames after the context")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle("Generated vs real frames (mean over trajectories)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def side_by_side(real: np.ndarray, generated: Sequence[np.ndarray], context_frames: int,
+                 scale: int = 2) -> np.ndarray:
+    """Video frames ``(T, H', W', 3)`` uint8: the real trajectory, then each generated one.
+
+    Generated panels show the real context first. A border marks each panel: grey for real frames,
+    green for context, red for generated frames.
+    """
+    T = len(real)
+    panels = [_border(real, np.full(T, 1))]
+    panels += [imagined_panel(real[:context_frames], g, scale=1)[:T] for g in generated]
+    video = np.concatenate(panels, axis=2)
+    return video.repeat(scale, axis=1).repeat(scale, axis=2)
+
+
+def imagined_panel(context: np.ndarray, generated: np.ndarray, scale: int = 2) -> np.ndarray:
+    """Context frames (green border) then generated ones (red border): ``(T, H', W', 3)`` uint8."""
+    full = np.concatenate([context, generated], axis=0)
+    kind = np.where(np.arange(len(full)) < len(context), 2, 3)
+    return _border(full, kind).repeat(scale, axis=1).repeat(scale, axis=2)
+
+
+_COLOURS = {1: (128, 128, 128), 2: (0, 200, 0), 3: (220, 0, 0)}
+
+
+def _border(frames: np.ndarray, kind: np.ndarray, width: int = 2) -> np.ndarray:
+    T, H, W, _ = frames.shape
+    out = np.zeros((T, H + 2 * width, W + 2 * width, 3), dtype=np.uint8)
+    for t in range(T):
+        out[t] = _COLOURS[int(kind[t])]
+    out[:, width:width + H, width:width + W] = frames
+    return out
+
+
+def write_video(path: str | os.PathLike, frames: np.ndarray, fps: int = 8) -> Path:
+    """Write ``frames (T, H, W, 3) uint8`` as a GIF (looping) or, with imageio-ffmpeg, an MP4."""
+    import imageio.v3 as iio
+
+    path = check_video_path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".gif":
+        iio.imwrite(path, frames, duration=1000.0 / fps, loop=0)
+    else:
+        iio.imwrite(path, frames, fps=fps, codec="libx264", macro_block_size=1)
+    return path
+
+
+def check_video_path(path: str | os.PathLike) -> Path:
+    """``path`` if a video can be written there (.gif always; .mp4 with imageio-ffmpeg)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".mp4" and importlib.util.find_spec("imageio_ffmpeg") is None:
+        raise UserError(f"{path}: writing MP4 needs imageio-ffmpeg (pip install imageio-ffmpeg); "
+                        f"a .gif needs nothing")
+    if suffix not in (".gif", ".mp4"):
+        raise UserError(f"{path}: video must end in .gif or .mp4")
+    return path
