@@ -128,7 +128,7 @@ class WorldState:
                *_memory_tensors(self.running), self.frame_index]
         return out + [t for t in (self.latents, self.actions) if t is not None]
 
-    def _map(self, fn, frame_index: Tensor, generators: list[torch.Generator]) -> "WorldState":
+    def _map(self, fn, frame_index: Tensor, generators: list[torch.Generator]) -> WorldState:
         opt = (lambda t: None if t is None else fn(t))
         return WorldState(
             keys=[fn(k) for k in self.keys], values=[fn(v) for v in self.values],
@@ -137,12 +137,12 @@ class WorldState:
             generators=generators, window=self.window, mode=self.mode)
 
     # -- copies, rows, devices -------------------------------------------------------------------
-    def clone(self) -> "WorldState":
+    def clone(self) -> WorldState:
         """A deep copy (generators included): it continues exactly as the original would."""
         return self._map(lambda t: t.clone(), self.frame_index.clone(),
                          [_clone_generator(g) for g in self.generators])
 
-    def index(self, rows: Rows) -> "WorldState":
+    def index(self, rows: Rows) -> WorldState:
         """A new state holding copies of ``rows`` (indices or a boolean mask), in that order."""
         idx = self.rows(rows)
         return self._map(lambda t: t[idx.to(t.device)], self.frame_index[idx].clone(),
@@ -150,7 +150,7 @@ class WorldState:
 
     __getitem__ = index
 
-    def __setitem__(self, rows: Rows, other: "WorldState") -> None:
+    def __setitem__(self, rows: Rows, other: WorldState) -> None:
         """Overwrite ``rows`` with the rows of ``other`` (same model geometry, ``len(rows)`` rows)."""
         idx = self.rows(rows)
         if other.batch_size != len(idx) or (other.window, other.mode) != (self.window, self.mode):
@@ -165,7 +165,7 @@ class WorldState:
         for i, g in zip(idx.tolist(), other.generators):
             self.generators[i] = _clone_generator(g)
 
-    def to(self, device: torch.device | str) -> "WorldState":
+    def to(self, device: torch.device | str) -> WorldState:
         """A copy of the state on ``device`` (generators and ``frame_index`` stay on the CPU)."""
         return self._map(lambda t: t.to(device, copy=True), self.frame_index.clone(),
                          [_clone_generator(g) for g in self.generators])

@@ -12,6 +12,7 @@ seed only, not on the batch it shares.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -31,7 +32,7 @@ class SamplerConfig:
     eta: float = 0.0
     """DDIM stochasticity: 0 is deterministic DDIM, 1 the DDPM-like posterior variance."""
 
-    def validate(self, num_levels: int | None = None) -> "SamplerConfig":
+    def validate(self, num_levels: int | None = None) -> SamplerConfig:
         if self.steps < 1:
             raise UserError(f"sampler steps must be >= 1, got {self.steps}")
         if num_levels is not None and self.steps > num_levels:
@@ -75,7 +76,7 @@ class DDIMSampler:
     def pairs(self) -> list[tuple[int, int]]:
         """``[(level, next_level), ...]`` for every step, from ``K`` down to ``0``."""
         lv = self.levels.tolist()
-        return list(zip(lv[:-1], lv[1:]))
+        return list(itertools.pairwise(lv))
 
     @property
     def needs_noise(self) -> bool:
