@@ -47,9 +47,21 @@ def _memory_maze_entries() -> tuple[EnvEntry, ...]:
     return tuple(entries)
 
 
+#: The learned worlds: same spaces and episode length as the real env they learned.
+_LEARNED = (
+    EnvEntry(
+        id="RAD-MemoryMaze-v0",
+        entry_point="rad_env.env:RADEnv",
+        vector_entry_point="rad_env.vector:RADVectorEnv",
+        max_episode_steps=MAZE_SIZES["9x9"],
+    ),
+)
+
 #: Every id the project registers. The real Memory Maze mazes: ``MemoryMaze-<size>-v0`` (image
 #: observation, like the official env) and ``MemoryMaze-<size>-ExtraObs-v0`` (Dict observation).
-ENVS: tuple[EnvEntry, ...] = _memory_maze_entries()
+#: The learned world: ``RAD-MemoryMaze-v0`` (the shipped RAD world of Memory Maze 9x9; pass
+#: ``checkpoint=RUN_DIR`` for another), also batched by ``gymnasium.make_vec``.
+ENVS: tuple[EnvEntry, ...] = _memory_maze_entries() + _LEARNED
 
 
 def register_envs(entries: tuple[EnvEntry, ...] = ENVS) -> list[str]:

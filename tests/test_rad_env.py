@@ -1,0 +1,358 @@
+"""RADEnv: the learned world behind the Gymnasium API, started from real frames.
+
+A tiny random world (pixel latents, reward head) is saved with real Memory Maze clips as its
+context bank; every test drives it through the public API only.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import gymnasium
+import numpy as np
+import pytest
+import torch
+from gymnasium.error import ResetNeeded
+
+from rad_env.contexts import BANK_FILE, ContextBank, make_context_bank
+from rad_env.env import SHIPPED_WORLD, RADEnv
+from world_model.checkpoint import WEIGHTS_FILE, save_world
+from world_model.config import LatentConfig, ModelConfig, RunConfig
+from world_model.data.format import action_indices, read_episode
+from world_model.data.maze_env import maze_observation_space
+from world_model.errors import CheckpointError, DataError, UserError
+from world_model.model import RADModel
+
+STEPS = 2  # DDIM steps: the tests check plumbing, not image quality
+CONTEXT = 8
+
+
+def save_tiny_world(run_dir: Path, episodes: Path, termination_bias: float = -20.0) -> Path:
+    """A tiny random RAD world (64x64 pixel latents, window 4, LSTM memory, reward head) with a
+    bank of 6 real clips of 8 frames (2 with 16 real follow-up frames). ``termination_bias``
+    sets the termination logit's bias: -20 never ends an episode (like Memory Maze), +20 always."""
+    cfg = ModelConfig(latent_channels=3, latent_size=64, patch_size=16, width=32, depth=2, heads=2,
+                      window=4, memory="lstm", memory_hidden=32, memory_action_dim=8)
+    torch.manual_seed(0)
+    model = RADModel(cfg)
+    with torch.no_grad():  # adaLN-Zero leaves outputs at zero: give every path some signal
+        for p in model.parameters():
+            if p.abs().sum() == 0:
+                p.normal_(std=0.2)
+        model.head.bias[1] = termination_bias
+    save_world(run_dir, RunConfig(model=cfg, latent=LatentConfig(kind="pixels", frame_size=64)),
+               model)
+    make_context_bank(episodes, run_dir / BANK_FILE, clips=6, context_len=CONTEXT, follow_len=16,
+                      follow_clips=2, seed=0)
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_world(real_episodes_dir, tmp_path_factory) -> Path:
+    return save_tiny_world(tmp_path_factory.mktemp("tiny_world"), real_episodes_dir)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def make(world: Path, **kwargs) -> RADEnv:
+    return RADEnv(world, steps=kwargs.pop("steps", STEPS), **kwargs)
+
+
+def run(env: RADEnv, actions) -> list[np.ndarray]:
+    return [env.step(int(a))[0] for a in actions]
+
+
+# -- the Gymnasium contract -----------------------------------------------------------------------
+def test_gymnasium_check_env_passes(tiny_world):
+    from gymnasium.utils.env_checker import check_env
+
+    env = gymnasium.make("rad_env:RAD-MemoryMaze-v0", checkpoint=str(tiny_world), steps=STEPS,
+                         render_mode="rgb_array")
+    check_env(env.unwrapped)
+
+
+def test_stable_baselines3_check_env_passes(tiny_world):
+    from stable_baselines3.common.env_checker import check_env
+
+    check_env(make(tiny_world), warn=True)
+
+
+def test_spaces_and_episode_length_are_those_of_the_real_memory_maze(tiny_world):
+    env = make(tiny_world)
+    assert env.observation_space == maze_observation_space("9x9", extra_obs=False)
+    assert env.observation_space == gymnasium.spaces.Box(0, 255, (64, 64, 3), np.uint8)
+    assert env.action_space == gymnasium.spaces.Discrete(6)
+    real, learned = (gymnasium.spec(i) for i in ("MemoryMaze-9x9-v0", "RAD-MemoryMaze-v0"))
+    assert learned.max_episode_steps == real.max_episode_steps == 1000
+    assert env.worlds.max_steps == 1000
+
+
+MAKE_SCRIPTS = {
+    "module-qualified id": """
+        import sys, gymnasium
+        env = gymnasium.make("rad_env:RAD-MemoryMaze-v0", checkpoint=WORLD, steps=2)
+    """,
+    "bare id after import": """
+        import sys, gymnasium, rad_env
+        assert "torch" not in sys.modules, "import rad_env must not import torch"
+        env = gymnasium.make("RAD-MemoryMaze-v0", checkpoint=WORLD, steps=2)
+    """,
+}
+
+
+@pytest.mark.parametrize("form", list(MAKE_SCRIPTS))
+def test_both_make_forms_work_in_a_fresh_process(tiny_world, form):
+    script = f"WORLD = {str(tiny_world)!r}\n" + textwrap.dedent(MAKE_SCRIPTS[form]) + textwrap.dedent("""
+        obs, info = env.reset(seed=0)
+        obs, reward, terminated, truncated, info = env.step(1)
+        assert obs.shape == (64, 64, 3) and obs.dtype.name == "uint8", obs.shape
+        assert env.spec.max_episode_steps == 1000
+        print("ok", info["frame_index"])
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=300, check=False)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split() == ["ok", str(CONTEXT)]
+
+
+# -- determinism and branching --------------------------------------------------------------------
+def test_seeded_reset_and_steps_reproduce_and_seeds_matter(tiny_world):
+    actions = [1, 1, 2, 5, 0, 3]
+    runs = []
+    for seed in (7, 7, 8):
+        env = make(tiny_world)
+        obs, info = env.reset(seed=seed)
+        runs.append((obs, info["clip"], run(env, actions)))
+    (o1, c1, f1), (o2, c2, f2), (_, _, f3) = runs
+    assert c1 == c2 and np.array_equal(o1, o2)
+    assert all(np.array_equal(a, b) for a, b in zip(f1, f2))
+    assert not all(np.array_equal(a, b) for a, b in zip(f1, f3))
+
+
+def test_a_restored_snapshot_continues_identically_every_time(tiny_world):
+    env = make(tiny_world)
+    env.reset(seed=3)
+    run(env, [1, 2])
+    snapshot = env.get_state()
+    first = run(env, [1, 1, 4, 2])
+    first_reset, _ = env.reset()  # draws from the env's RNG: restored with the snapshot
+    env.set_state(snapshot)
+    second = run(env, [1, 1, 4, 2])
+    env.set_state(snapshot)
+    third = run(env, [1, 1, 4, 2])
+    assert all(np.array_equal(a, b) and np.array_equal(a, c) for a, b, c in zip(first, second, third))
+    env.set_state(snapshot)
+    assert env.step(1)[4]["frame_index"] == CONTEXT + 2
+    env.set_state(snapshot)
+    run(env, [1, 1, 4, 2])
+    assert np.array_equal(env.reset()[0], first_reset)
+    env.set_state(snapshot)  # another branch from the same moment goes elsewhere
+    assert not all(np.array_equal(a, b) for a, b in zip(first, run(env, [3, 3, 3, 3])))
+
+
+def test_observing_a_real_frame_equals_starting_from_it(real_episodes_dir, tiny_world):
+    episode = read_episode(min(real_episodes_dir.glob("*.npz")))
+    frames, actions = episode["image"], action_indices(episode["action"])
+    env = make(tiny_world)
+    env.reset(seed=11, options={"frames": frames[:6], "actions": actions[:6]})
+    obs, *_, info = env.observe(frames[6], actions[6])
+    assert np.array_equal(obs, frames[6]) and info["imagined"] is False
+    assert info["frame_index"] == 6 and info["step"] == 1
+    grounded = run(env, [1, 2, 1])
+    env.reset(seed=11, options={"frames": frames[:7], "actions": actions[:7]})
+    assert all(np.array_equal(a, b) for a, b in zip(grounded, run(env, [1, 2, 1])))
+
+
+# -- where episodes start -------------------------------------------------------------------------
+def test_resets_start_from_real_frames_of_every_source(real_episodes_dir, tiny_world):
+    bank = ContextBank.load(tiny_world / BANK_FILE)
+    env = make(tiny_world, data_dir=real_episodes_dir)
+    obs, info = env.reset(seed=0)
+    assert info["context_source"] == "bank" and np.array_equal(obs, bank.frames[info["clip"], -1])
+    assert info["frame_index"] == CONTEXT - 1 and info["step"] == 0
+    obs, info = env.reset(options={"clip": 4})
+    assert info["clip"] == 4 and np.array_equal(obs, bank.frames[4, -1])
+    obs, info = env.reset(options={"context": "data"})
+    real = np.concatenate([read_episode(p)["image"] for p in sorted(real_episodes_dir.glob("*.npz"))])
+    assert info["context_source"] == "data" and (real == obs).all(axis=(1, 2, 3)).any()
+    given = bank.frames[1, :3]
+    obs, info = env.reset(options={"frames": given, "actions": [0, 1, 2]})
+    assert info["context_source"] == "given" and info["frame_index"] == 2
+    assert np.array_equal(obs, given[-1])
+
+
+def test_real_context_runs_the_real_maze_and_hands_over(tiny_world):
+    env = make(tiny_world, context="real", context_len=3)
+    obs, info = env.reset(seed=5)
+    assert info["context_source"] == "real" and info["frame_index"] == 2
+    again, _ = env.reset(seed=5)  # the real maze and its driving actions follow the seed
+    assert np.array_equal(obs, again) and obs.std() > 0
+    assert env.step(1)[4]["imagined"] is True
+    env.close()
+
+
+def test_context_bank_holds_real_clips_and_their_real_continuation(real_episodes_dir, tiny_world):
+    bank = ContextBank.load(tiny_world / BANK_FILE)
+    assert bank.frames.shape == (6, CONTEXT, 64, 64, 3) and bank.actions.shape == (6, CONTEXT)
+    assert bank.follow_frames.shape == (2, 16, 64, 64, 3) and bank.follow_actions.shape == (2, 16)
+    for k in range(2):
+        episode = read_episode(real_episodes_dir / bank.episode[k])
+        s = int(bank.start[k])
+        assert np.array_equal(bank.frames[k], episode["image"][s:s + CONTEXT])
+        assert np.array_equal(bank.follow_frames[k], episode["image"][s + CONTEXT:s + CONTEXT + 16])
+        assert np.array_equal(bank.follow_actions[k],
+                              action_indices(episode["action"])[s + CONTEXT:s + CONTEXT + 16])
+
+
+# -- rewards, termination, truncation, rendering, dtype -------------------------------------------
+def test_reward_and_termination_come_from_the_heads(tmp_path, real_episodes_dir, tiny_world):
+    rounded, raw = make(tiny_world), make(tiny_world, reward_mode="raw")
+    for env in (rounded, raw):
+        env.reset(seed=2)
+    for action in (1, 2, 1, 3):
+        _, r_round, term, _, info_round = rounded.step(action)
+        _, r_raw, _, _, info_raw = raw.step(action)
+        assert r_raw == pytest.approx(info_raw["reward_raw"]) == pytest.approx(info_round["reward_raw"])
+        assert r_round == float(info_round["reward_raw"] >= 0.5) and not term
+    ending = make(save_tiny_world(tmp_path / "ending", real_episodes_dir, termination_bias=20.0))
+    ending.reset(seed=0)
+    _, _, terminated, truncated, info = ending.step(1)
+    assert terminated and not truncated and info["termination_prob"] > 0.5
+    with pytest.raises(ResetNeeded):
+        ending.step(1)
+
+
+def test_episodes_are_truncated_at_max_steps(tiny_world):
+    env = make(tiny_world, max_steps=3)
+    env.reset(seed=0)
+    flags = [env.step(1)[2:4] for _ in range(3)]
+    assert flags == [(False, False), (False, False), (False, True)]
+    with pytest.raises(ResetNeeded, match="reset"):
+        env.step(1)
+    env.reset()
+    assert env.step(1)[3] is False
+
+
+def test_render_returns_the_last_frame(tiny_world):
+    env = make(tiny_world, render_mode="rgb_array")
+    obs, _ = env.reset(seed=0)
+    assert np.array_equal(env.render(), obs)
+    obs = env.step(1)[0]
+    assert np.array_equal(env.render(), obs)
+    assert make(tiny_world).render() is None
+
+
+def test_bfloat16_compute_dtype_steps(tiny_world):
+    env = make(tiny_world, dtype="bfloat16")
+    env.reset(seed=0)
+    obs = env.step(1)[0]
+    assert obs.shape == (64, 64, 3) and obs.dtype == np.uint8
+
+
+# -- clear errors ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("action,message", [
+    (6, r"action 6 is outside Discrete\(6\)"),
+    (-1, r"action -1 is outside Discrete\(6\)"),
+    (1.5, "not an integer"),
+    (np.array([1, 2]), "not an integer"),
+])
+def test_a_bad_action_is_named(tiny_world, action, message):
+    env = make(tiny_world)
+    env.reset(seed=0)
+    with pytest.raises(UserError, match=message):
+        env.step(action)
+
+
+def test_stepping_before_reset_asks_for_a_reset(tiny_world):
+    with pytest.raises(ResetNeeded, match="reset"):
+        make(tiny_world).step(1)
+
+
+FRAMES = np.zeros((3, 64, 64, 3), np.uint8)
+
+
+@pytest.mark.parametrize("options,message", [
+    ({"frames": FRAMES.astype(np.float32), "actions": [0, 1, 2]}, r"\(C, 64, 64, 3\) uint8.*float32"),
+    ({"frames": FRAMES[:, :32, :32], "actions": [0, 1, 2]}, r"\(3, 32, 32, 3\)"),
+    ({"frames": FRAMES, "actions": [0, 1]}, r"actions must be \(3,\) integers"),
+    ({"frames": FRAMES, "actions": [0, 1.5, 2]}, "integers"),
+    ({"frames": FRAMES, "actions": [0, 1, 9]}, r"in \[0, 6\), got \[9\]"),
+    ({"frames": FRAMES}, "'frames' and 'actions' go together"),
+    ({"frames": FRAMES, "actions": [0, 1, 2], "clip": 1}, "drop 'context' and 'clip'"),
+    ({"context": "dream"}, "'dream'"),
+    ({"clip": 6}, "clip 6 does not exist: the context bank has 6 clips"),
+    ({"context": "real", "clip": 1}, "clip"),
+    ({"speed": 2}, r"unknown reset option\(s\) \['speed'\]"),
+    ({"context": "data"}, "data_dir"),
+])
+def test_a_malformed_context_or_unknown_option_is_named(tiny_world, options, message):
+    env = make(tiny_world)
+    with pytest.raises(UserError, match=message):
+        env.reset(seed=0, options=options)
+
+
+def test_a_missing_or_corrupt_checkpoint_is_named(tmp_path, tiny_world):
+    with pytest.raises(CheckpointError, match="no such checkpoint directory"):
+        RADEnv(tmp_path / "nowhere")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for name in ("config.json", WEIGHTS_FILE, BANK_FILE):
+        (broken / name).write_bytes((tiny_world / name).read_bytes())
+    (broken / WEIGHTS_FILE).write_bytes(b"not safetensors")
+    with pytest.raises(CheckpointError, match=f"{WEIGHTS_FILE}: corrupt"):
+        RADEnv(broken)
+    (broken / WEIGHTS_FILE).write_bytes((tiny_world / WEIGHTS_FILE).read_bytes())
+    (broken / BANK_FILE).write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match=f"{BANK_FILE}: unreadable or corrupt"):
+        RADEnv(broken)
+    (broken / BANK_FILE).unlink()
+    with pytest.raises(CheckpointError, match="no context bank"):
+        RADEnv(broken)
+    with pytest.raises(DataError, match="no such context bank"):
+        RADEnv(broken, contexts=tmp_path / "missing.npz")
+    (broken / "config.json").unlink()
+    with pytest.raises(CheckpointError, match="missing config file"):
+        RADEnv(broken, context="real")
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"steps": 0}, "steps must be >= 1"),
+    ({"dtype": "int8"}, "dtype='int8'"),
+    ({"reward_mode": "sum"}, "reward_mode='sum'"),
+    ({"context": "dream"}, "context='dream'"),
+    ({"context_len": CONTEXT + 1}, "the context bank's clips have 8 frames"),
+    ({"device": "warp-drive"}, "not a torch device"),
+])
+def test_bad_keyword_arguments_are_named(tiny_world, kwargs, message):
+    with pytest.raises(UserError, match=message):
+        RADEnv(tiny_world, **kwargs)
+
+
+# -- the shipped world ----------------------------------------------------------------------------
+@pytest.mark.skipif(not (SHIPPED_WORLD / "config.json").is_file(),
+                    reason=f"no shipped world weights in {SHIPPED_WORLD} (they are added before "
+                           f"release; until then RADEnv() raises CheckpointError)")
+def test_the_shipped_world_loads_and_steps():
+    env = gymnasium.make("rad_env:RAD-MemoryMaze-v0", steps=1)
+    obs, info = env.reset(seed=0)
+    assert info["context_source"] == "bank"
+    for action in (1, 1, 2):
+        obs, *_, info = env.step(action)
+    assert obs.shape == (64, 64, 3) and obs.dtype == np.uint8 and info["imagined"]
+
+
+def test_without_shipped_weights_the_default_env_says_so(monkeypatch, tmp_path):
+    import rad_env.env
+
+    monkeypatch.setattr(rad_env.env, "SHIPPED_WORLD", tmp_path / "memory-maze-9x9")
+    with pytest.raises(CheckpointError, match="ships no world weights"):
+        RADEnv()
