@@ -182,11 +182,10 @@ class RADVectorEnv(VectorEnv):
                  render_mode: str | None = None, **kwargs: Any) -> None:
         if render_mode not in (None, "rgb_array"):
             raise UserError(f"render_mode={render_mode!r}: expected 'rgb_array' or None")
-        try:
-            self.autoreset_mode = AutoresetMode(autoreset_mode)
-        except ValueError as exc:
-            raise UserError(f"autoreset_mode={autoreset_mode!r}: expected one of "
-                            f"{[m.value for m in AutoresetMode]}") from exc
+        modes = {**{m.value: m for m in AutoresetMode}, **{m.name.lower(): m for m in AutoresetMode}}
+        if autoreset_mode not in modes and not isinstance(autoreset_mode, AutoresetMode):
+            raise UserError(f"autoreset_mode={autoreset_mode!r}: expected one of {list(modes)}")
+        self.autoreset_mode = AutoresetMode(modes.get(autoreset_mode, autoreset_mode))
         if max_episode_steps is not None:
             if kwargs.get("max_steps", max_episode_steps) != max_episode_steps:
                 raise UserError(f"max_episode_steps={max_episode_steps} and "
