@@ -20,13 +20,14 @@ import os
 import pickle
 import queue
 import signal
+import sys
 import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -35,6 +36,9 @@ from world_model.data.format import GLOBAL_KEYS, episode_length, one_hot_actions
 from world_model.data.memory_maze import NUM_ACTIONS, SIZES, make_dm_env, parse_size
 from world_model.data.policies import ExplorationConfig, ExplorationPolicy
 from world_model.errors import DataError, UserError
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +183,7 @@ class OutputDir:
         self.settings = dict(settings)
         self._lock_fd: int | None = None
 
-    def __enter__(self) -> OutputDir:
+    def __enter__(self) -> Self:
         if self.root.exists() and not self.root.is_dir():
             raise UserError(f"--out {self.root} exists and is not a directory")
         self.root.mkdir(parents=True, exist_ok=True)
@@ -288,6 +292,13 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _stop_worker(signum: int, frame: object) -> None:
+    # The worker is about to exit: objects half-built when the signal landed (e.g. a MuJoCo GL
+    # context) complain from __del__; their complaints are noise now.
+    sys.unraisablehook = lambda unraisable: None
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def _watch_parent(parent_pid: int) -> None:
     while os.getppid() == parent_pid:
         time.sleep(0.5)
@@ -301,7 +312,7 @@ def _worker_main(tasks: Any, results: Any, fast: bool) -> None:
     dying) interrupts the job in flight, whose atomic write then leaves no file behind.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGTERM, _stop_worker)
     threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
     quiet_simulator_logs()
     try:
@@ -310,10 +321,10 @@ def _worker_main(tasks: Any, results: Any, fast: bool) -> None:
         while (job := tasks.get()) is not None:
             try:
                 results.put(("ok", job()))
-            except Exception as exc:  # report to the parent, which raises it
+            except Exception as exc:  # noqa: BLE001 -- any failure goes to the parent, which raises it
                 try:
                     pickle.dumps(exc)
-                except Exception:
+                except Exception:  # noqa: BLE001 -- unpicklable: send its text instead
                     exc = RuntimeError(f"{type(exc).__name__}: {exc}")
                 results.put(("error", (exc, traceback.format_exc())))
                 return

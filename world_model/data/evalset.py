@@ -29,8 +29,14 @@ from pathlib import Path
 import numpy as np
 
 from world_model.data import navigation as nav
-from world_model.data.collect import (EpisodeRecorder, JobResult, OutputDir, Progress,
-                                      episode_path, run_jobs)
+from world_model.data.collect import (
+    EpisodeRecorder,
+    JobResult,
+    OutputDir,
+    Progress,
+    episode_path,
+    run_jobs,
+)
 from world_model.data.format import write_episode
 from world_model.data.memory_maze import make_dm_env, parse_size
 from world_model.errors import UserError
