@@ -167,7 +167,9 @@ def test_trajectory_that_never_succeeds_is_not_saved(tmp_path, monkeypatch):
         raise evalset.Rejected("too short (simulated)")
 
     monkeypatch.setattr(evalset, "make_trajectory", always_fails)
-    with pytest.raises(RuntimeError, match="3 attempts failed.*too short"):
+    from world_model.errors import UserError
+
+    with pytest.raises(UserError, match="3 attempts failed.*too short"):
         evalset.make_evalset(tmp_path, 1, max_attempts=3)
     assert not list(tmp_path.glob("*.npz")) and not list(tmp_path.glob(".*.tmp"))
 

@@ -86,6 +86,12 @@ def test_patch_is_explicit_idempotent_and_reversible():
         assert fast_maze.unpatch_target_contacts() is True
     assert TargetSphere._update_activation is original
     assert fast_maze.unpatch_target_contacts() is False
+    with fast_maze.fast_target_contacts(True):
+        assert fast_maze.is_patched()
+        with fast_maze.fast_target_contacts(False):
+            assert TargetSphere._update_activation is original
+        assert fast_maze.is_patched()
+    assert not fast_maze.is_patched()
 
 
 class _FakePhysics:

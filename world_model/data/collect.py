@@ -337,8 +337,8 @@ def run_jobs(jobs: Sequence[Callable[[], JobResult]], *, workers: int = 1, fast:
     """Run picklable zero-argument ``jobs``, each returning a :class:`JobResult`.
 
     ``workers == 1`` runs them here; more runs them in that many ``spawn`` processes. ``fast``
-    installs :func:`~world_model.data.fast_maze.patch_target_contacts` where they run (and
-    removes it again here afterwards). Ctrl-C or SIGTERM stops every job in flight and re-raises
+    selects the vectorised target-contact check (:mod:`world_model.data.fast_maze`) where they
+    run; here, the previous choice is restored afterwards. Ctrl-C or SIGTERM stops every job in flight and re-raises
     :class:`KeyboardInterrupt`; a failed job stops the run and its exception is re-raised.
     """
     results: list[JobResult] = []
@@ -352,13 +352,9 @@ def run_jobs(jobs: Sequence[Callable[[], JobResult]], *, workers: int = 1, fast:
         return results
     with _sigterm_as_interrupt():
         if workers <= 1 or len(jobs) == 1:
-            patched_here = fast and fast_maze.patch_target_contacts()
-            try:
+            with fast_maze.fast_target_contacts(fast):
                 for job in jobs:
                     report(job())
-            finally:
-                if patched_here:
-                    fast_maze.unpatch_target_contacts()
         else:
             _run_in_processes(jobs, min(workers, len(jobs)), fast, report)
     return results

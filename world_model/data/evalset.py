@@ -181,8 +181,8 @@ class EvalJob:
             write_episode(self.path, ep)
             return JobResult(self.index, self.path, len(ep["image"]), float(ep["reward"].sum()),
                              time.perf_counter() - start, tuple(notes))
-        raise RuntimeError(f"trajectory {self.index}: {self.max_attempts} attempts failed; "
-                           f"last: {notes[-1]}")
+        raise UserError(f"trajectory {self.index}: {self.max_attempts} attempts failed (last: "
+                        f"{notes[-1]}); is --min-frames/--max-frames feasible for this maze size?")
 
 
 def make_evalset(out: str | os.PathLike, trajectories: int, *, env: str = "memory-maze-9x9",

@@ -5,10 +5,13 @@ every target, after every physics substep (50 substeps per 4 Hz control step, 3 
 That loop is about 60% of a Memory Maze step. :func:`patch_target_contacts` swaps it, process-wide,
 for the same test written with numpy over the contact arrays; frames and rewards are unchanged
 (``tests/test_fast_maze.py`` checks this against the original). :func:`unpatch_target_contacts`
-restores the original.
+restores the original; :func:`fast_target_contacts` switches either way for a ``with`` block.
 """
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -67,3 +70,15 @@ def unpatch_target_contacts() -> bool:
 def is_patched() -> bool:
     """Whether :func:`patch_target_contacts` is in effect in this process."""
     return hasattr(_target_sphere_class(), _ORIGINAL)
+
+
+@contextlib.contextmanager
+def fast_target_contacts(enabled: bool = True) -> Iterator[None]:
+    """Within the block, use the vectorised check (``enabled``) or the original one; afterwards
+    restore whichever was in effect before."""
+    was_patched = is_patched()
+    patch_target_contacts() if enabled else unpatch_target_contacts()
+    try:
+        yield
+    finally:
+        patch_target_contacts() if was_patched else unpatch_target_contacts()
