@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,15 @@ if importlib.util.find_spec("memory_maze") is None or importlib.util.find_spec("
     pytest.skip("the Memory Maze simulator is not installed (pip install 'rad-env[maze]')",
                 allow_module_level=True)
 
-from world_model.data.collect import OutputDir, collect, collect_episode, episode_path, episode_seed
+from world_model.data.collect import (
+    JobResult,
+    OutputDir,
+    collect,
+    collect_episode,
+    episode_path,
+    episode_seed,
+    run_jobs,
+)
 from world_model.data.format import GLOBAL_KEYS, list_episodes, read_episode
 from world_model.errors import UserError
 
@@ -112,6 +121,32 @@ def test_output_dir_removes_stale_temporary_files_and_refuses_a_second_writer(tm
         second = OutputDir(tmp_path, "rad-collect.json", {"seed": 1})
         with pytest.raises(UserError, match="another process"):
             second.__enter__()
+
+
+@dataclass(frozen=True)
+class _Job:
+    """A stand-in job for the worker machinery: no simulator."""
+
+    index: int
+    fail: bool = False
+
+    def __call__(self) -> JobResult:
+        if self.fail:
+            raise UserError(f"job {self.index} failed on purpose")
+        return JobResult(self.index, f"job{self.index}", 1, 0.0, 0.0, notes=(f"pid {os.getpid()}",))
+
+
+def test_worker_processes_run_every_job_once_and_report_it_here():
+    seen = []
+    results = run_jobs([_Job(i) for i in range(6)], workers=2, fast=False, on_result=seen.append)
+    assert sorted(r.index for r in results) == list(range(6)) and seen == results
+    assert str(os.getpid()) not in {r.notes[0] for r in results}, "ran in other processes"
+
+
+def test_a_failing_job_in_a_worker_is_raised_here_with_its_type():
+    jobs = [_Job(0), _Job(1, fail=True), *(_Job(i) for i in range(2, 200))]
+    with pytest.raises(UserError, match="job 1 failed on purpose"):
+        run_jobs(jobs, workers=2, fast=False)
 
 
 def _rad(*args: str) -> list[str]:

@@ -338,8 +338,9 @@ def run_jobs(jobs: Sequence[Callable[[], JobResult]], *, workers: int = 1, fast:
 
     ``workers == 1`` runs them here; more runs them in that many ``spawn`` processes. ``fast``
     selects the vectorised target-contact check (:mod:`world_model.data.fast_maze`) where they
-    run; here, the previous choice is restored afterwards. Ctrl-C or SIGTERM stops every job in flight and re-raises
-    :class:`KeyboardInterrupt`; a failed job stops the run and its exception is re-raised.
+    run (here, the previous choice is restored afterwards). Ctrl-C or SIGTERM stops every job in
+    flight and re-raises :class:`KeyboardInterrupt`; a failed job stops the run and its
+    exception is re-raised here.
     """
     results: list[JobResult] = []
 
@@ -391,6 +392,8 @@ def _run_in_processes(jobs: Sequence[Callable[[], JobResult]], workers: int, fas
             report(payload)
             remaining -= 1
     finally:
+        if remaining:  # jobs left in the pipe must not keep this process from exiting
+            tasks.cancel_join_thread()
         for p in procs:
             if remaining:
                 p.terminate()  # SIGTERM: interrupts the job in flight, which cleans up
