@@ -200,3 +200,20 @@ def test_seeded_vector_resets_reproduce(tiny_world):
     assert all(np.array_equal(a, b) for a, b in zip(*runs))
     with pytest.raises(UserError, match="3 seeds for 2 environments"):
         env.reset(seed=[1, 2, 3])
+
+
+def test_agents_train_ppo_in_imagination_and_score_a_policy(tmp_path, tiny_world):
+    from agents.evaluate import evaluate, policy_from_model, random_policy
+    from agents.ppo import PPOConfig, train_ppo
+
+    cfg = PPOConfig(checkpoint=str(tiny_world), num_envs=2, total_timesteps=32, n_steps=16,
+                    batch_size=16, n_epochs=1, sampling_steps=1, episode_steps=8,
+                    policy_device="cpu", out=str(tmp_path / "ppo"))
+    model = train_ppo(cfg)
+    assert model.num_timesteps == 32 and (tmp_path / "ppo" / "model.zip").is_file()
+    env = RADEnv(tiny_world, steps=1, max_steps=5)  # any env with Memory Maze's spaces
+    for policy in (policy_from_model(model), random_policy(seed=0)):
+        result = evaluate(policy, env, episodes=2, seed=0)
+        assert result.lengths == [5, 5] and len(result.returns) == 2
+    with pytest.raises(UserError, match="exceeds the rollout buffer"):
+        train_ppo(PPOConfig(checkpoint=str(tiny_world), num_envs=1, n_steps=8, batch_size=16))

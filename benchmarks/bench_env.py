@@ -1,0 +1,179 @@
+"""Imagination vs reality: frames/s of the learned world against steps/s of the real simulator.
+
+Measured in one run, each part in its own fresh process (clean peak memory, no cross-talk):
+
+* real: the real Memory Maze 9x9 (``MemoryMazeEnv``), random actions, steps/s; as installed
+  and with the vectorised target-contact check (``world_model.data.fast_maze``).
+* imagined: ``BatchedWorlds`` (the engine core of RADEnv/RADVecEnv) at batch 1, 8, 32: frames/s
+  (all rows, decode included), seconds per batched step, engine state per env, and peak memory
+  per env (peak RSS after stepping minus RSS after loading the world, over the batch).
+* long: time per step near step 10 and near step ``--long`` (1000) of one rollout (batch 1):
+  constant cost per frame means a ratio near 1.
+
+    python benchmarks/bench_env.py                       # the shipped world
+    python benchmarks/bench_env.py --checkpoint runs/rad --steps 10 --json bench.json
+
+The goal: imagination at least as fast as reality at batch 8 or more, at the DDIM steps used for
+the reported quality (pass them with --steps).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+
+def rss_mib() -> float:
+    """Peak resident memory of this process so far (MiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def worker_real(job: dict) -> dict:
+    from world_model.data import fast_maze
+    from world_model.data.maze_env import MemoryMazeEnv
+
+    out = {}
+    rng = np.random.default_rng(0)
+    for name, patch in (("as_installed", False), ("fast_contacts", True)):
+        if patch:
+            fast_maze.patch_target_contacts()
+        env = MemoryMazeEnv("9x9")
+        env.reset(seed=0)
+        for a in rng.integers(6, size=5):  # warm up
+            env.step(int(a))
+        start = time.perf_counter()
+        for a in rng.integers(6, size=job["n"]):
+            env.step(int(a))
+        out[name] = job["n"] / (time.perf_counter() - start)
+        env.close()
+    return {"real_steps_per_s": out}
+
+
+def worker_imagine(job: dict) -> dict:
+    import torch
+
+    from rad_env.env import BatchedWorlds
+
+    if job["threads"]:
+        torch.set_num_threads(job["threads"])
+    B = job["batch"]
+    worlds = BatchedWorlds(B, job["checkpoint"], steps=job["steps"], device=job["device"],
+                           dtype=job["dtype"], max_steps=10**9)
+    loaded = rss_mib()
+    worlds.reset_rows(range(B))
+    rng = np.random.default_rng(0)
+    for _ in range(job["warmup"]):
+        worlds.step(rng.integers(worlds.num_actions, size=B))
+    sync = torch.cuda.synchronize if worlds.engine.device.type == "cuda" else (lambda: None)
+    sync()
+    start = time.perf_counter()
+    for _ in range(job["frames"]):
+        worlds.step(rng.integers(worlds.num_actions, size=B))
+    sync()
+    elapsed = time.perf_counter() - start
+    return {"batch": B, "frames_per_s": B * job["frames"] / elapsed,
+            "s_per_batched_step": elapsed / job["frames"],
+            "state_bytes_per_env": worlds.state_bytes(),
+            "peak_mib_per_env": (rss_mib() - loaded) / B, "peak_rss_mib": rss_mib(),
+            "threads": torch.get_num_threads(), "device": str(worlds.engine.device)}
+
+
+def worker_long(job: dict) -> dict:
+    import torch
+
+    from rad_env.env import BatchedWorlds
+
+    if job["threads"]:
+        torch.set_num_threads(job["threads"])
+    worlds = BatchedWorlds(1, job["checkpoint"], steps=job["steps"], device=job["device"],
+                           dtype=job["dtype"], max_steps=10**9)
+    worlds.reset_rows([0])
+    rng = np.random.default_rng(0)
+    times = []
+    for _ in range(job["long"]):
+        start = time.perf_counter()
+        worlds.step(rng.integers(worlds.num_actions, size=1))
+        times.append(time.perf_counter() - start)
+    times = np.array(times)
+    early = float(np.median(times[5:15]))  # steps 6..15: around step 10
+    late = float(np.median(times[-10:]))  # the last 10 steps: around step `long`
+    return {"steps": job["long"], "s_per_step_near_10": early, "s_per_step_near_end": late,
+            "ratio_end_over_10": late / early}
+
+
+WORKERS = {"real": worker_real, "imagine": worker_imagine, "long": worker_long}
+
+
+def run_worker(job: dict) -> dict:
+    env = dict(os.environ)
+    out = subprocess.run([sys.executable, __file__, "--worker", json.dumps(job)], env=env,
+                         capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise SystemExit(f"benchmark worker {job['kind']} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", help="world run directory (default: the shipped world)")
+    parser.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the env's)")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--frames", type=int, default=20, help="timed batched steps per batch")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--long", type=int, default=1000, help="rollout length for step-10 vs "
+                        "step-N timing (0 skips it)")
+    parser.add_argument("--real-steps", type=int, default=100, help="timed real simulator steps")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
+    parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        job = json.loads(args.worker)
+        print(json.dumps(WORKERS[job["kind"]](job)))
+        return
+
+    from rad_env.env import DEFAULT_STEPS
+
+    steps = args.steps or DEFAULT_STEPS
+    common = {"checkpoint": args.checkpoint, "steps": steps, "device": args.device,
+              "dtype": args.dtype, "threads": args.threads}
+    print(f"world: {args.checkpoint or 'shipped'}; {steps} DDIM steps; {args.device} {args.dtype}")
+    real = run_worker({"kind": "real", "n": args.real_steps})["real_steps_per_s"]
+    print(f"real Memory Maze 9x9: {real['as_installed']:.1f} steps/s as installed, "
+          f"{real['fast_contacts']:.1f} steps/s with the vectorised contact check")
+    rows = []
+    print(f"{'batch':>5} {'frames/s':>9} {'s/step':>8} {'vs real':>8} {'state/env':>10} "
+          f"{'peak/env':>9} threads")
+    for batch in args.batches:
+        r = run_worker({"kind": "imagine", "batch": batch, "frames": args.frames,
+                        "warmup": args.warmup, **common})
+        rows.append(r)
+        print(f"{batch:>5} {r['frames_per_s']:>9.2f} {r['s_per_batched_step']:>8.3f} "
+              f"{r['frames_per_s'] / real['as_installed']:>7.2f}x "
+              f"{r['state_bytes_per_env'] / 2**20:>8.2f}MiB {r['peak_mib_per_env']:>7.1f}MiB "
+              f"{r['threads']}")
+    result = {"config": {**common, "frames": args.frames}, "real": real, "imagined": rows}
+    if args.long:
+        long = run_worker({"kind": "long", "long": args.long, **common})
+        result["long"] = long
+        print(f"batch 1, time per step near step 10: {long['s_per_step_near_10'] * 1e3:.1f} ms, "
+              f"near step {args.long}: {long['s_per_step_near_end'] * 1e3:.1f} ms "
+              f"(ratio {long['ratio_end_over_10']:.2f})")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+        print(f"results: {args.json}")
+
+
+if __name__ == "__main__":
+    main()
