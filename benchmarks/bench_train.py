@@ -31,7 +31,7 @@ def one_run(args) -> dict:
 
     from world_model.commands.train import resolve_config
     from world_model.data.dataset import make_dataloaders
-    from world_model.objective import Batch, WorldModelObjective
+    from world_model.objective import Batch
     from world_model.train import build_world_parts
     from world_model.windows import read_index
 
@@ -40,7 +40,6 @@ def one_run(args) -> dict:
     cfg = resolve_config(args.config, [f"model.window={args.W}", f"model.memory={args.memory}",
                                        f"model.mode={args.mode}"])
     model, diffusion, codec = build_world_parts(cfg, torch.device("cpu"))
-    objective = WorldModelObjective(model, diffusion, codec)
     loader, _ = make_dataloaders(args.data, seq_len=args.T, batch_size=args.batch, val_fraction=0.0,
                                  num_workers=0, seed=0)
     batch = Batch.from_dict(next(iter(loader)))

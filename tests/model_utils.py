@@ -12,9 +12,9 @@ MODES = ("frame", "chunk")
 
 
 def tiny_config(memory: str = "lstm", mode: str = "frame", **over) -> ModelConfig:
-    base = dict(latent_channels=3, latent_size=8, patch_size=2, width=32, depth=2, heads=2,
-                window=3, mode=mode, memory=memory, memory_hidden=16, memory_action_dim=8,
-                mamba_state=4, mamba_heads=2, ttt_heads=2)
+    base = {"latent_channels": 3, "latent_size": 8, "patch_size": 2, "width": 32, "depth": 2, "heads": 2,
+                "window": 3, "mode": mode, "memory": memory, "memory_hidden": 16, "memory_action_dim": 8,
+                "mamba_state": 4, "mamba_heads": 2, "ttt_heads": 2}
     base.update(over)
     return ModelConfig(**base)
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from model_utils import MEMORIES, MODES, tiny_model
+
 from world_model.config import DiffusionConfig
 from world_model.diffusion import Diffusion
-from world_model.objective import WorldModelObjective
 from world_model.latents import PixelCodec
+from world_model.objective import WorldModelObjective
 
 B, T = 2, 8
 

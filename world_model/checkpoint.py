@@ -41,7 +41,7 @@ class World:
     diffusion: Diffusion
     codec: nn.Module
 
-    def to(self, device) -> "World":
+    def to(self, device) -> World:
         self.model.to(device)
         self.codec.to(device)
         return self

@@ -85,7 +85,7 @@ class ModelConfig:
         chunk boundary, so it is ``window``. Older frames reach a prediction only via the memory."""
         return self.depth * (self.window - 1) + 1 if self.mode == "frame" else self.window
 
-    def validate(self) -> "ModelConfig":
+    def validate(self) -> ModelConfig:
         def need(ok: bool, msg: str) -> None:
             if not ok:
                 raise UserError(f"invalid ModelConfig: {msg}")
@@ -171,7 +171,7 @@ class RunConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "config") -> "RunConfig":
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> RunConfig:
         version = data.get("version")
         if version != CONFIG_VERSION:
             raise CheckpointError(
@@ -195,7 +195,7 @@ class RunConfig:
         atomic_write_text(path, json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
 
     @classmethod
-    def load(cls, path: str | Path) -> "RunConfig":
+    def load(cls, path: str | Path) -> RunConfig:
         path = Path(path)
         if not path.is_file():
             raise CheckpointError(f"{path}: missing config file")

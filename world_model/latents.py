@@ -53,7 +53,7 @@ class VAECodec(nn.Module):
         self.scaling = float(vae.config.scaling_factor)
 
     @classmethod
-    def from_dir(cls, path: str | Path) -> "VAECodec":
+    def from_dir(cls, path: str | Path) -> VAECodec:
         return cls(load_vae(path))
 
     @torch.no_grad()

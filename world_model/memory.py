@@ -65,7 +65,7 @@ class Memory(nn.Module):
 def _keep_positions(keep: Tensor | None, T: int) -> set[int]:
     if keep is None:
         return set(range(T + 1))
-    return set(int(i) for i in keep.tolist())
+    return {int(i) for i in keep.tolist()}
 
 
 def _gather_kept(kept: dict[int, State], keep: Tensor | None, final: State) -> State:
@@ -98,7 +98,7 @@ class LSTMMemory(Memory):
         return h, c
 
     def scan(self, u, state, keep=None, detach_every=0):
-        rows, T, _ = u.shape
+        _rows, T, _ = u.shape
         xw = F.linear(u, self.cell.weight_ih, self.cell.bias_ih)  # (rows, T, 4H): one matmul
         h, c = state
         keep_set = _keep_positions(keep, T)

@@ -101,7 +101,7 @@ class RADBlock(nn.Module):
 
         ``u (B, T, N, Din)``, state tensors ``(B, N, T, *f)`` -> ``(B, T, N, Dout)``.
         """
-        B, T, N, Din = u.shape
+        B, T, N, _Din = u.shape
         rows = rearrange(u, "b t n d -> (b n t) d")
         st = tuple(s.reshape(B * N * T, *s.shape[3:]) for s in state)
         out, _ = self.memory.step(rows, st)
@@ -112,7 +112,7 @@ class RADBlock(nn.Module):
                 reads: State | None) -> Tensor:
         """Windowed pass. ``x (B, T, N, D)``, ``c (B, T, D)``, ``mask (T, T)``,
         ``reads`` tensors ``(B, N, T, *f)``: the state each frame reads."""
-        B, T, N, D = x.shape
+        B, _T, _N, _D = x.shape
         mods = self.modulations(c)
         x = self.spatial_part(x, mods, rope_s)
         h = rearrange(self.temporal_input(x, mods), "b t n d -> (b n) t d")
@@ -127,7 +127,7 @@ class RADBlock(nn.Module):
         """Window-1 pass over clean frames: temporal attention sees the frame itself only, and the
         memory runs its recurrence over the T frames. Returns ``(x, kept states, final state)``;
         kept tensors ``(B, N, len(keep), *f)``, final ``(B, N, *f)``."""
-        B, T, N, D = x.shape
+        B, _T, N, _D = x.shape
         mods = self.modulations(c)
         x = self.spatial_part(x, mods, rope_s)
         x = x + mods[5] * self.temporal.self_only(self.temporal_input(x, mods))
@@ -152,7 +152,7 @@ class RADBlock(nn.Module):
         each ``(B, N, heads, P, hd)`` (pre-RoPE) or None; ``read`` tensors ``(B, N, *f)``;
         ``key_mask (B, P)`` bool (True = attend) or None (all P attended).
         Returns ``(x, (k, v))`` with this frame's keys/values ``(B, N, heads, 1, hd)``."""
-        B, _, N, D = x.shape
+        B, _, N, _D = x.shape
         mods = self.modulations(c)
         x = self.spatial_part(x, mods, rope_s)
         h = rearrange(self.temporal_input(x, mods), "b t n d -> (b n) t d")
@@ -242,7 +242,7 @@ class RADModel(nn.Module):
             reads: from :meth:`prefetch` on the clean latents: per layer the state each frame
                 reads, tensors ``(B, N, T, *f)``. Required when the model has memory.
         """
-        B, T = x.shape[:2]
+        _B, T = x.shape[:2]
         if self.has_memory and reads is None:
             raise ValueError("a model with memory needs the pre-fetched memory reads")
         c = self._cond(levels, actions)

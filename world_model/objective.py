@@ -36,7 +36,7 @@ class Batch:
     """``(B, T) bool`` or None (Memory Maze episodes never terminate)."""
 
     @classmethod
-    def from_dict(cls, d: dict[str, Tensor], device=None) -> "Batch":
+    def from_dict(cls, d: dict[str, Tensor], device=None) -> Batch:
         get = (lambda k: d[k].to(device, non_blocking=True) if k in d else None)
         return cls(get("frames"), get("actions"), get("rewards"), get("terminals"))
 

@@ -15,16 +15,17 @@ import logging
 import math
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from world_model import distributed as D
-from world_model.checkpoint import (CONFIG_FILE, TRAIN_STATE_FILE, WEIGHTS_FILE, save_world)
+from world_model.checkpoint import CONFIG_FILE, TRAIN_STATE_FILE, WEIGHTS_FILE, save_world
 from world_model.config import RunConfig
 from world_model.diffusion import Diffusion
 from world_model.errors import RadError, UserError
@@ -320,5 +321,12 @@ def train(config: RunConfig, data_dir: str | Path, run_dir: str | Path,
     return Trainer(config, data_dir, run_dir, options).run()
 
 
-__all__ = ["train", "Trainer", "TrainOptions", "TrainingError", "EMA", "build_world_parts",
-           "WEIGHTS_FILE"]
+__all__ = [
+    "EMA",
+    "WEIGHTS_FILE",
+    "TrainOptions",
+    "Trainer",
+    "TrainingError",
+    "build_world_parts",
+    "train",
+]

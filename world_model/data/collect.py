@@ -173,7 +173,7 @@ class OutputDir:
 
     On entry: creates ``root``, takes an exclusive lock (``.rad.lock``; a second writer gets a
     :class:`UserError`), checks ``manifest`` (a JSON file of the run's settings) against
-    ``settings`` or writes it, and deletes stale temporary files (``.*.npz.tmp``) that an
+    ``settings`` or writes it, and deletes stale temporary files (``.*.tmp``) that an
     earlier, killed run left. On exit it deletes temporary files again and releases the lock.
     """
 
@@ -228,8 +228,8 @@ class OutputDir:
             self.manifest.write_text(json.dumps(self.settings, indent=2, sort_keys=True) + "\n")
 
     def remove_temporary_files(self) -> int:
-        """Delete ``.*.npz.tmp`` files (partial writes of killed runs); returns how many."""
-        stale = list(self.root.glob(".*.npz.tmp"))
+        """Delete ``.*.tmp`` files (partial writes of killed runs); returns how many."""
+        stale = list(self.root.glob(".*.tmp"))
         for path in stale:
             path.unlink(missing_ok=True)
         if stale:

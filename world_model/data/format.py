@@ -8,15 +8,15 @@ zeros; ``reward[t]`` was received on the step into ``image[t]``. See docs/data-f
 from __future__ import annotations
 
 import os
-import tempfile
 import zipfile
 import zlib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 
 from world_model.errors import DataError
+from world_model.io import atomic_write
 
 REQUIRED_KEYS = ("image", "action", "reward")
 GLOBAL_KEYS = (
@@ -74,19 +74,13 @@ def write_episode(path: str | os.PathLike, episode: Mapping[str, np.ndarray]) ->
     """
     path = Path(path)
     validate_episode(episode, str(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npz.tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, **{k: np.asarray(v) for k, v in episode.items()})
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    arrays = {k: np.asarray(v) for k, v in episode.items()}
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:  # a file object: numpy would append ".npz" to a bare name
+            np.savez_compressed(f, **arrays)
+
+    return atomic_write(path, write)
 
 
 def read_episode(path: str | os.PathLike, keys: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
@@ -124,9 +118,8 @@ def episode_length(path: str | os.PathLike) -> int:
     """Number of frames (T+1) in an episode file, read from the ``image`` header without decoding it."""
     path = Path(path)
     try:
-        with zipfile.ZipFile(path) as zf:
-            with zf.open("image.npy") as f:
-                shape, _, _ = read_npy_header(f)
+        with zipfile.ZipFile(path) as zf, zf.open("image.npy") as f:
+            shape, _, _ = read_npy_header(f)
         return int(shape[0])
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         raise DataError(f"{path}: unreadable or corrupt episode file ({exc})") from exc

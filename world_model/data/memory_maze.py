@@ -84,6 +84,7 @@ def _tasks_module():
         package = types.ModuleType("memory_maze")
         package.__path__ = list(spec.submodule_search_locations)
         package.__file__ = spec.origin
+        package.__spec__ = spec  # metadata only: importlib.util.find_spec must keep working
         sys.modules["memory_maze"] = package
     if "dm_control._render" not in sys.modules:
         # dm_control reads MUJOCO_GL once, at import; an unknown value is a plain RuntimeError there.
