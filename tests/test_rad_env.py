@@ -55,14 +55,6 @@ def tiny_world(real_episodes_dir, tmp_path_factory) -> Path:
     return save_tiny_world(tmp_path_factory.mktemp("tiny_world"), real_episodes_dir)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def make(world: Path, **kwargs) -> RADEnv:
     return RADEnv(world, steps=kwargs.pop("steps", STEPS), **kwargs)
 

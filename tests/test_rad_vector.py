@@ -6,7 +6,6 @@ from __future__ import annotations
 import gymnasium
 import numpy as np
 import pytest
-import torch
 from gymnasium.vector import AutoresetMode
 from test_rad_env import CONTEXT, STEPS, save_tiny_world
 
@@ -19,14 +18,6 @@ from world_model.errors import UserError
 @pytest.fixture(scope="module")
 def tiny_world(real_episodes_dir, tmp_path_factory):
     return save_tiny_world(tmp_path_factory.mktemp("tiny_world_vec"), real_episodes_dir)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def count_engine_calls(monkeypatch, worlds) -> list[int]:

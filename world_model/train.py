@@ -175,9 +175,11 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "rng": rngs,
         }
-        atomic_write(self.run_dir / TRAIN_STATE_FILE, lambda tmp: torch.save(state, tmp))
+        # The world first, the train state last: a run directory with a train state always holds
+        # a complete world, whenever the process is killed.
         save_world(self.run_dir, self.config, self.ema.model,
                    vae_source=self.config.latent.vae_path if self.config.latent.kind == "vae" else None)
+        atomic_write(self.run_dir / TRAIN_STATE_FILE, lambda tmp: torch.save(state, tmp))
 
     # -- data ---------------------------------------------------------------------------------------
     def _loaders(self):

@@ -29,6 +29,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.error import ResetNeeded
 
+from world_model.data.format import GLOBAL_KEYS
 from world_model.data.memory_maze import NUM_ACTIONS, SIZES, _tasks_module, make_dm_env, parse_size
 from world_model.errors import UserError
 
@@ -36,17 +37,6 @@ logger = logging.getLogger(__name__)
 
 #: Objects (targets) per maze, fixed by ``memory_maze.tasks`` for each size.
 N_TARGETS = {"9x9": 3, "11x11": 4, "13x13": 5, "15x15": 6}
-#: The global observables, in the order of the official ExtraObs data set.
-GLOBAL_KEYS = (
-    "agent_pos",
-    "agent_dir",
-    "targets_pos",
-    "targets_vec",
-    "target_pos",
-    "target_vec",
-    "target_color",
-    "maze_layout",
-)
 #: Task arguments this wrapper controls itself, and what to use instead.
 _RESERVED_KWARGS = {
     "seed": "reset(seed=...)",
