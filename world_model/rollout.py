@@ -19,7 +19,8 @@ So a frame costs ``steps + 2`` single-frame passes, whatever the rollout length.
 through :meth:`RolloutEngine.observe` (steps 2-3 only). Rows may sit at different frame indices
 (after a single-row reset); a key mask over the cache keeps each row's window exact.
 
-The state is an explicit :class:`WorldState` that the engine updates in place: ``clone()`` it to
+The state is an explicit :class:`~world_model.world_state.WorldState` that the engine updates in
+place (``world_model.world_state``): ``clone()`` it to
 branch, index it by rows, reset rows, move it between devices.
 """
 
@@ -39,11 +40,9 @@ from world_model.errors import UserError
 from world_model.model import KVCache, MemoryState, ModelOutput
 from world_model.sampler import DDIMSampler, SamplerConfig, randn_rows
 from world_model.windows import window_start
+from world_model.world_state import WorldState, map_memory, memory_tensors, row_generators
 
 logger = logging.getLogger(__name__)
-
-Rows = Tensor | np.ndarray | Sequence[int] | Sequence[bool] | int
-
 
 @dataclass
 class StepInfo:
@@ -55,164 +54,6 @@ class StepInfo:
     """``(B,)`` float32 predicted reward of the step into the frame (None without reward head)."""
     termination_prob: Tensor | None
     """``(B,)`` float32 in [0, 1]: predicted probability that the frame ends the episode."""
-
-
-def _clone_generator(g: torch.Generator) -> torch.Generator:
-    new = torch.Generator(device=g.device)
-    new.set_state(g.get_state())
-    return new
-
-
-def _map_memory(memory: MemoryState | None, fn) -> MemoryState | None:
-    if memory is None:
-        return None
-    return [None if layer is None else tuple(fn(s) for s in layer) for layer in memory]
-
-
-def _memory_tensors(memory: MemoryState | None) -> list[Tensor]:
-    if memory is None:
-        return []
-    return [s for layer in memory if layer is not None for s in layer]
-
-
-@dataclass
-class WorldState:
-    """The state of B independent worlds; every tensor has the batch row as its first axis.
-
-    ``S = max(window - 1, 0)`` context slots: a frame's window holds itself and at most ``W - 1``
-    earlier frames. Frame ``j`` lives in slot ``j % S`` (frame mode) or ``j % W`` (chunk mode,
-    the last frame of a chunk is never stored: nothing attends to it). Which slots are valid is
-    derived from ``frame_index`` alone.
-    """
-
-    keys: list[Tensor]
-    """Per layer ``(B, N, heads, S, head_dim)``: temporal keys of context frames (pre-RoPE)."""
-    values: list[Tensor]
-    """Per layer ``(B, N, heads, S, head_dim)``: temporal values of context frames."""
-    memory: MemoryState
-    """Per layer the memory state the *next* frame reads (tensors ``(B, N, *f)``) or None for
-    memory 'none': after frames ``0 .. window_start(t) - 1`` where ``t = frame_index``."""
-    running: MemoryState | None
-    """Chunk mode with memory: the state after *all* frames so far (written eagerly); else None."""
-    latents: Tensor | None
-    """Frame mode with memory: ``(B, S, C, h, w)`` clean latents of the frames in the ring, written
-    into the memory when they leave the window; else None."""
-    actions: Tensor | None
-    """``(B, S)`` int64: the actions of those frames (with ``latents``)."""
-    frame_index: Tensor
-    """``(B,)`` int64 on the CPU: frames each world holds so far (the index of its next frame)."""
-    generators: list[torch.Generator]
-    """One CPU ``torch.Generator`` per row: all sampling noise of that row."""
-    window: int
-    mode: str
-
-    # -- geometry ----------------------------------------------------------------------------------
-    @property
-    def batch_size(self) -> int:
-        return int(self.frame_index.shape[0])
-
-    @property
-    def slots(self) -> int:
-        return max(self.window - 1, 0)
-
-    @property
-    def device(self) -> torch.device:
-        return self.keys[0].device
-
-    def context_length(self) -> Tensor:
-        """``(B,)`` int64: how many cached frames the next frame of each row attends to."""
-        return self.frame_index - window_start(self.frame_index, self.window, self.mode)
-
-    def _tensors(self) -> list[Tensor]:
-        out = [*self.keys, *self.values, *_memory_tensors(self.memory),
-               *_memory_tensors(self.running), self.frame_index]
-        return out + [t for t in (self.latents, self.actions) if t is not None]
-
-    def _map(self, fn, frame_index: Tensor, generators: list[torch.Generator]) -> WorldState:
-        opt = (lambda t: None if t is None else fn(t))
-        return WorldState(
-            keys=[fn(k) for k in self.keys], values=[fn(v) for v in self.values],
-            memory=_map_memory(self.memory, fn), running=_map_memory(self.running, fn),
-            latents=opt(self.latents), actions=opt(self.actions), frame_index=frame_index,
-            generators=generators, window=self.window, mode=self.mode)
-
-    # -- copies, rows, devices -------------------------------------------------------------------
-    def clone(self) -> WorldState:
-        """A deep copy (generators included): it continues exactly as the original would."""
-        return self._map(lambda t: t.clone(), self.frame_index.clone(),
-                         [_clone_generator(g) for g in self.generators])
-
-    def index(self, rows: Rows) -> WorldState:
-        """A new state holding copies of ``rows`` (indices or a boolean mask), in that order."""
-        idx = self.rows(rows)
-        return self._map(lambda t: t[idx.to(t.device)], self.frame_index[idx].clone(),
-                         [_clone_generator(self.generators[i]) for i in idx.tolist()])
-
-    __getitem__ = index
-
-    def __setitem__(self, rows: Rows, other: WorldState) -> None:
-        """Overwrite ``rows`` with the rows of ``other`` (same model geometry, ``len(rows)`` rows)."""
-        idx = self.rows(rows)
-        if other.batch_size != len(idx) or (other.window, other.mode) != (self.window, self.mode):
-            raise UserError(f"cannot put a state of {other.batch_size} row(s) (window "
-                            f"{other.window}, {other.mode}) into {len(idx)} row(s) of a state "
-                            f"with window {self.window}, {self.mode}")
-        mine, theirs = self._tensors(), other._tensors()
-        if [t.shape[1:] for t in mine] != [t.shape[1:] for t in theirs]:
-            raise UserError("cannot assign rows between states of different models")
-        for dst, src in zip(mine, theirs):
-            dst[idx.to(dst.device)] = src.to(dst.device)
-        for i, g in zip(idx.tolist(), other.generators):
-            self.generators[i] = _clone_generator(g)
-
-    def to(self, device: torch.device | str) -> WorldState:
-        """A copy of the state on ``device`` (generators and ``frame_index`` stay on the CPU)."""
-        return self._map(lambda t: t.to(device, copy=True), self.frame_index.clone(),
-                         [_clone_generator(g) for g in self.generators])
-
-    def rows(self, rows: Rows) -> Tensor:
-        """Row indices ``(n,)`` int64 (CPU) from indices, an int, or a ``(B,)`` boolean mask."""
-        t = torch.as_tensor(rows).cpu()
-        if t.dtype == torch.bool:
-            if t.shape != (self.batch_size,):
-                raise UserError(f"row mask must have shape ({self.batch_size},), got {tuple(t.shape)}")
-            return t.nonzero().flatten()
-        t = t.long().flatten()
-        if len(t) and (t.min() < -self.batch_size or t.max() >= self.batch_size):
-            raise UserError(f"row index out of range for {self.batch_size} rows: {t.tolist()}")
-        return t % self.batch_size
-
-    def reset_rows(self, rows: Rows, seeds: Sequence[int] | None = None) -> None:
-        """Empty ``rows`` in place: no cached frames, zero memory, frame index 0.
-
-        ``seeds`` (one per row) re-seeds their generators; otherwise their noise streams go on.
-        """
-        idx = self.rows(rows)
-        for t in self._tensors():
-            t[idx.to(t.device)] = 0
-        if seeds is not None:
-            if len(seeds) != len(idx):
-                raise UserError(f"reset_rows: {len(seeds)} seeds for {len(idx)} rows")
-            for i, seed in zip(idx.tolist(), seeds):
-                self.generators[i] = torch.Generator().manual_seed(int(seed))
-
-    def nbytes(self) -> int:
-        """Bytes of state per row: cache, memory, pending latents, frame index, generator state."""
-        tensor_bytes = sum(t.nbytes for t in self._tensors())
-        gen_bytes = sum(g.get_state().nbytes for g in self.generators)
-        return (tensor_bytes + gen_bytes) // self.batch_size
-
-
-def row_generators(batch: int, seeds: int | Sequence[int] | None) -> list[torch.Generator]:
-    """One CPU generator per row. ``seeds``: one int per row (used as is); a single int (row ``b``
-    gets ``SeedSequence(seed).spawn(batch)[b]``, independent of ``batch``); None (fresh entropy)."""
-    if seeds is None or isinstance(seeds, (int, np.integer)):
-        children = np.random.SeedSequence(None if seeds is None else int(seeds)).spawn(batch)
-        seeds = [int(c.generate_state(1, np.uint64)[0] >> np.uint64(1)) for c in children]
-    seeds = list(seeds)
-    if len(seeds) != batch:
-        raise UserError(f"{len(seeds)} seeds for a batch of {batch}")
-    return [torch.Generator().manual_seed(int(s)) for s in seeds]
 
 
 class RolloutEngine:
@@ -439,10 +280,10 @@ class RolloutEngine:
             state.running = self._write(state.running, latent, actions, None)
             closed = ((t + 1) % self.window == 0).nonzero().flatten()  # rows whose chunk ended
             if len(closed) == B:
-                state.memory = _map_memory(state.running, lambda s: s.clone())
+                state.memory = map_memory(state.running, lambda s: s.clone())
             elif len(closed):
                 rows = closed.to(state.device)
-                for dst, src in zip(_memory_tensors(state.memory), _memory_tensors(state.running)):
+                for dst, src in zip(memory_tensors(state.memory), memory_tensors(state.running)):
                     dst[rows] = src[rows]
             return
         if self.slots == 0:  # window 1: every frame leaves the window at once
@@ -462,13 +303,13 @@ class RolloutEngine:
                rows: Tensor | None) -> MemoryState:
         """Window-1 pass: write clean ``latent (n, C, h, w)`` into ``memory`` (all rows, or the
         given ``rows``, in place)."""
-        sub = memory if rows is None else _map_memory(memory, lambda s: s[rows])
+        sub = memory if rows is None else map_memory(memory, lambda s: s[rows])
         with self._autocast():
             new = self.model.write_frame(latent.to(self.dtype), actions, sub)
-        new = _map_memory(new, lambda s: s.to(self.dtype))  # autocast may have lowered it
+        new = map_memory(new, lambda s: s.to(self.dtype))  # autocast may have lowered it
         if rows is None:
             return new
-        for dst, src in zip(_memory_tensors(memory), _memory_tensors(new)):
+        for dst, src in zip(memory_tensors(memory), memory_tensors(new)):
             dst[rows] = src
         return memory
 
@@ -481,8 +322,8 @@ class RolloutEngine:
         if not self.model.has_memory:
             return list(state.memory)
         if self.mode == "chunk":
-            return _map_memory(state.running, lambda s: s.clone())
-        memory = _map_memory(state.memory, lambda s: s.clone())
+            return map_memory(state.running, lambda s: s.clone())
+        memory = map_memory(state.memory, lambda s: s.clone())
         t = state.frame_index
         start = window_start(t, self.window, self.mode)
         for offset in range(int((t - start).max())):  # oldest pending frame first
