@@ -72,8 +72,10 @@ class Attention(nn.Module):
                rope_k: tuple[Tensor, Tensor], mask: Tensor | None = None) -> Tensor:
         """RoPE then SDPA. ``q (B,h,Lq,hd)``, ``k, v (B,h,Lk,hd)``, ``mask (Lq, Lk)`` bool (True = attend).
         Returns ``(B, Lq, D)``."""
-        q = apply_rope(q, *rope_q)
-        k = apply_rope(k, *rope_k)
+        return self.attend_rotated(apply_rope(q, *rope_q), apply_rope(k, *rope_k), v, mask)
+
+    def attend_rotated(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None) -> Tensor:
+        """SDPA on queries and keys that already carry their RoPE; returns ``(B, Lq, D)``."""
         o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         b, h, n, hd = o.shape
         return self.out(o.transpose(1, 2).reshape(b, n, h * hd))

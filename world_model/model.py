@@ -23,7 +23,15 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from world_model.config import ModelConfig
-from world_model.layers import MLP, Attention, LevelEmbedding, modulate, rope_2d, rope_angles
+from world_model.layers import (
+    MLP,
+    Attention,
+    LevelEmbedding,
+    apply_rope,
+    modulate,
+    rope_2d,
+    rope_angles,
+)
 from world_model.memory import State, make_memory
 from world_model.windows import read_index, temporal_mask
 
@@ -147,26 +155,29 @@ class RADBlock(nn.Module):
         return self.mlp_part(x, mods), kept, final
 
     def forward_frame(self, x: Tensor, c: Tensor, actions: Tensor, rope_s, past: tuple | None,
-                      rope_q, rope_k, read: State | None, key_mask: Tensor | None = None):
+                      rope_new, read: State | None, key_mask: Tensor | None = None):
         """One new frame against cached context. ``x (B, 1, N, D)``; ``past`` = cached ``(k, v)``
-        each ``(B, N, heads, P, hd)`` (pre-RoPE) or None; ``read`` tensors ``(B, N, *f)``;
-        ``key_mask (B, P)`` bool (True = attend) or None (all P attended).
-        Returns ``(x, (k, v))`` with this frame's keys/values ``(B, N, heads, 1, hd)``."""
-        B, _, N, _D = x.shape
+        each ``(B, N, heads, P, hd)`` with the temporal RoPE of positions ``0..P-1`` already applied
+        (:meth:`RADModel.rotate_past`), or None; ``rope_new`` = the RoPE of position ``P`` (the new
+        frame's query and key); ``read`` tensors ``(B, N, *f)``; ``key_mask (B, P)`` bool
+        (True = attend) or None (all P attended).
+        Returns ``(x, (k, v))`` with this frame's keys/values ``(B, N, heads, 1, hd)`` (pre-RoPE)."""
+        B, _, N, _ = x.shape
         mods = self.modulations(c)
         x = self.spatial_part(x, mods, rope_s)
         h = rearrange(self.temporal_input(x, mods), "b t n d -> (b n) t d")
         q, k, v = self.temporal.project(h)  # (B*N, heads, 1, hd)
+        q_rot, k_rot = apply_rope(q, *rope_new), apply_rope(k, *rope_new)
         mask = None
         if past is not None:
             pk, pv = (rearrange(p, "b n h l d -> (b n) h l d") for p in past)
-            k_all, v_all = torch.cat([pk, k], dim=2), torch.cat([pv, v], dim=2)
+            k_all, v_all = torch.cat([pk, k_rot], dim=2), torch.cat([pv, v], dim=2)
             if key_mask is not None:  # the frame always attends to itself
                 m = torch.cat([key_mask, key_mask.new_ones(B, 1)], dim=1)  # (B, P+1)
                 mask = m[:, None, None, None, :].expand(B, N, 1, 1, m.shape[1]).flatten(0, 1)
         else:
-            k_all, v_all = k, v
-        t_out = self.temporal.attend(q, k_all, v_all, rope_q, rope_k, mask)  # mask (B*N, 1, 1, P+1)
+            k_all, v_all = k_rot, v
+        t_out = self.temporal.attend_rotated(q_rot, k_all, v_all, mask)  # mask (B*N, 1, 1, P+1)
         x = x + mods[5] * rearrange(t_out, "(b n) t d -> b t n d", b=B)
         if self.memory is not None:
             u = self.memory_input(x, mods, actions)
@@ -309,6 +320,19 @@ class RADModel(nn.Module):
                                  keep=torch.zeros(0, dtype=torch.long))
         return final
 
+    def rotate_past(self, past: KVCache | None) -> KVCache | None:
+        """Apply the temporal RoPE of positions ``0..P-1`` to cached keys, once per frame.
+
+        ``past``: per layer pre-RoPE ``(k, v)`` each ``(B, N, heads, P, hd)`` (oldest first), as
+        the rollout engine stores them. The result is what :meth:`forward_frame` takes; it serves
+        every denoising step of the frame, so the keys are rotated once, not once per step.
+        """
+        if past is None:
+            return None
+        P = past[0][0].shape[3]
+        cos, sin = self._rope_t(torch.arange(P, device=past[0][0].device))
+        return [(apply_rope(k, cos, sin), v) for k, v in past]
+
     def forward_frame(self, x: Tensor, level: Tensor, action: Tensor, past: KVCache | None,
                       read: MemoryState | None, key_mask: Tensor | None = None,
                       ) -> tuple[ModelOutput, KVCache]:
@@ -319,24 +343,24 @@ class RADModel(nn.Module):
             level: ``(B,)`` its noise level.
             action: ``(B,)`` the action that led to it.
             past: per layer ``(k, v)`` each ``(B, N, heads, P, hd)`` of the P context frames in its
-                window (oldest first; pre-RoPE), or None when P = 0.
+                window (oldest first), keys already rotated by :meth:`rotate_past`; or None when
+                P = 0.
             read: the memory state the frame reads (per layer ``(B, N, *f)``).
             key_mask: ``(B, P)`` bool, True where a cached frame is in that row's window; lets rows
                 with fewer context frames than P share a batch (their cache is left-padded: the
                 masked entries come first, so relative positions stay right). None: all attended.
         Returns:
-            ``(output, kv)``: output tensors with T = 1; ``kv`` per layer this frame's ``(k, v)``
-            each ``(B, N, heads, 1, hd)``, to append to the cache once the frame is clean.
+            ``(output, kv)``: output tensors with T = 1; ``kv`` per layer this frame's pre-RoPE
+            ``(k, v)`` each ``(B, N, heads, 1, hd)``, to append to the cache once it is clean.
         """
         P = 0 if past is None or past[0] is None else past[0][0].shape[3]
         c = self._cond(level[:, None], action[:, None])
         h = self._tokens(x[:, None])
-        rope_q = self._rope_t(torch.tensor([P], device=x.device))
-        rope_k = self._rope_t(torch.arange(P + 1, device=x.device))
+        rope_new = self._rope_t(torch.tensor([P], device=x.device))
         new_kv = []
         for i, block in enumerate(self.blocks):
             h, kv = block.forward_frame(h, c, action[:, None], self.rope_s,
-                                        None if P == 0 else past[i], rope_q, rope_k,
+                                        None if P == 0 else past[i], rope_new,
                                         read[i] if self.has_memory else None,
                                         None if P == 0 else key_mask)
             new_kv.append(kv)

@@ -210,7 +210,8 @@ class RolloutEngine:
         """The cached context of every row's next frame, assembled from the ring.
 
         Returns ``(past, key_mask)``: per layer ``(k, v)`` each ``(B, N, heads, P, hd)``, oldest
-        first, where ``P`` is the longest context among the rows; rows with fewer context frames
+        first, keys rotated once for the whole frame (``RADModel.rotate_past``), where ``P`` is the
+        longest context among the rows; rows with fewer context frames
         are left-padded and ``key_mask (B, P)`` bool marks their real frames (None when every row
         has ``P``). ``(None, None)`` when no row has context.
         """
@@ -232,7 +233,7 @@ class RolloutEngine:
                 -1, k0.shape[1], k0.shape[2], -1, k0.shape[4])  # (B, N, heads, P, hd)
             past = [(k.gather(3, idx), v.gather(3, idx)) for k, v in zip(state.keys, state.values)]
         mask = None if bool(valid.all()) else valid.to(state.device)
-        return past, mask
+        return self.model.rotate_past(past), mask
 
     def _slot(self, frame: Tensor) -> Tensor:
         return frame % (self.slots if self.mode == "frame" else self.window)
