@@ -270,9 +270,9 @@ class BatchedWorlds:
         shape = (self.num_envs, self.frame_size, self.frame_size, 3)
         if f.shape != shape or f.dtype != np.uint8:
             raise UserError(f"observed frames must be {shape} uint8, got {f.shape} {f.dtype}")
-        info = self.engine.observe(self._require_started(), torch.from_numpy(f.copy()),
-                                   torch.from_numpy(a))
-        return self._finish(torch.from_numpy(f.copy()), info, imagined=False)
+        frames_t = torch.from_numpy(f.copy())  # the caller keeps its array
+        info = self.engine.observe(self._require_started(), frames_t, torch.from_numpy(a))
+        return self._finish(frames_t, info, imagined=False)
 
     def _finish(self, frames: torch.Tensor, info: StepInfo, imagined: bool) -> StepResult:
         N = self.num_envs

@@ -21,7 +21,7 @@ from world_model.config import RunConfig
 from world_model.diffusion import Diffusion
 from world_model.errors import CheckpointError
 from world_model.io import atomic_write
-from world_model.latents import PixelCodec, VAECodec, load_vae
+from world_model.latents import PixelCodec, VAECodec, latent_mismatch, load_vae
 from world_model.model import RADModel
 
 logger = logging.getLogger(__name__)
@@ -117,11 +117,9 @@ def load(run_dir: str | Path, device: str | torch.device = "cpu") -> World:
         codec: nn.Module = VAECodec(load_vae(vae_dir))
     else:
         codec = PixelCodec()
-    size = config.latent.frame_size // codec.downsample
-    if (codec.channels, size) != (config.model.latent_channels, config.model.latent_size):
-        raise CheckpointError(
-            f"{run_dir}: the codec gives {codec.channels}x{size} latents but "
-            f"the model expects {config.model.latent_channels}x{config.model.latent_size}"
-        )
+    mismatch = latent_mismatch(codec, config.model.latent_channels, config.model.latent_size,
+                               config.latent.frame_size)
+    if mismatch:
+        raise CheckpointError(f"{run_dir}: {mismatch}")
     model.eval().requires_grad_(False)
     return World(config, model, Diffusion(config.diffusion), codec).to(device)

@@ -97,6 +97,12 @@ def make_codec(kind: str, vae_path: str | Path | None = None) -> nn.Module:
     raise CheckpointError(f"unknown latent kind {kind!r}")
 
 
-def latent_shape(frames_hw: int, codec: nn.Module) -> tuple[int, int]:
-    """``(channels, size)`` of the latent of a square frame of side ``frames_hw``."""
-    return codec.channels, frames_hw // codec.downsample
+def latent_mismatch(codec: nn.Module, latent_channels: int, latent_size: int,
+                    frame_size: int) -> str | None:
+    """Why ``codec``'s latents of a ``frame_size`` frame do not fit a model expecting
+    ``latent_channels x latent_size`` ones, or None when they do."""
+    size = frame_size // codec.downsample
+    if (codec.channels, size) == (latent_channels, latent_size):
+        return None
+    return (f"the codec gives {codec.channels}x{size}x{size} latents but the model expects "
+            f"{latent_channels}x{latent_size}x{latent_size} (model.latent_channels/latent_size)")

@@ -13,8 +13,8 @@ Interface (``rows`` = independent sequences):
         (index T = after the last frame).
 
 All three are pure PyTorch. ``LSTMMemory`` uses ``torch.nn.LSTMCell`` parameters; its scan
-pre-computes the input projection for all frames in one matmul and runs only the recurrent part
-sequentially.
+pre-computes the input projection for all frames in one matmul (``scan_inputs``) and runs only the
+recurrent part sequentially (``scan_step``).
 """
 
 from __future__ import annotations
@@ -43,9 +43,19 @@ class Memory(nn.Module):
     def step(self, u: Tensor, state: State) -> tuple[Tensor, State]:
         raise NotImplementedError
 
+    def scan_inputs(self, u: Tensor) -> Tensor:
+        """Per-frame work that needs no state, done for all frames at once before the loop
+        (``(rows, T, Din)`` -> ``(rows, T, *)``); by default none."""
+        return u
+
+    def scan_step(self, x: Tensor, state: State) -> tuple[Tensor, State]:
+        """One recurrent step on a :meth:`scan_inputs` slice; by default :meth:`step`."""
+        return self.step(x, state)
+
     def scan(self, u: Tensor, state: State, keep: Tensor | None = None,
              detach_every: int = 0) -> tuple[Tensor, State, State]:
         """Run the recurrence over ``u (rows, T, Din)``; see the module docstring."""
+        xs = self.scan_inputs(u)
         T = u.shape[1]
         keep_set = _keep_positions(keep, T)
         kept: dict[int, State] = {}
@@ -55,7 +65,7 @@ class Memory(nn.Module):
                 kept[t] = state
             if detach_every and t > 0 and t % detach_every == 0:
                 state = tuple(s.detach() for s in state)
-            o, state = self.step(u[:, t], state)
+            o, state = self.scan_step(xs[:, t], state)
             outs.append(o)
         if T in keep_set:
             kept[T] = state
@@ -90,30 +100,16 @@ class LSTMMemory(Memory):
         h, c = self.cell(u, state)
         return h, (h, c)
 
-    def _gates_step(self, xw: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+    def scan_inputs(self, u: Tensor) -> Tensor:
+        return F.linear(u, self.cell.weight_ih, self.cell.bias_ih)  # (rows, T, 4H): one matmul
+
+    def scan_step(self, xw: Tensor, state: State) -> tuple[Tensor, State]:
+        h, c = state
         gates = xw + F.linear(h, self.cell.weight_hh, self.cell.bias_hh)
         i, f, g, o = gates.chunk(4, dim=-1)
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         h = torch.sigmoid(o) * torch.tanh(c)
-        return h, c
-
-    def scan(self, u, state, keep=None, detach_every=0):
-        _rows, T, _ = u.shape
-        xw = F.linear(u, self.cell.weight_ih, self.cell.bias_ih)  # (rows, T, 4H): one matmul
-        h, c = state
-        keep_set = _keep_positions(keep, T)
-        kept: dict[int, State] = {}
-        outs = []
-        for t in range(T):
-            if t in keep_set:
-                kept[t] = (h, c)
-            if detach_every and t > 0 and t % detach_every == 0:
-                h, c = h.detach(), c.detach()
-            h, c = self._gates_step(xw[:, t], h, c)
-            outs.append(h)
-        if T in keep_set:
-            kept[T] = (h, c)
-        return torch.stack(outs, dim=1), _gather_kept(kept, keep, (h, c)), (h, c)
+        return h, (h, c)
 
 
 class Mamba2Memory(Memory):

@@ -30,7 +30,7 @@ from world_model.config import RunConfig
 from world_model.diffusion import Diffusion
 from world_model.errors import RadError, UserError
 from world_model.io import atomic_write
-from world_model.latents import make_codec
+from world_model.latents import latent_mismatch, make_codec
 from world_model.model import RADModel
 from world_model.objective import Batch, WorldModelObjective
 
@@ -56,13 +56,10 @@ class TrainOptions:
 def build_world_parts(config: RunConfig, device: torch.device):
     """Model, diffusion and codec for a run config (the codec from ``config.latent``)."""
     codec = make_codec(config.latent.kind, config.latent.vae_path).to(device)
-    size = config.latent.frame_size // codec.downsample
-    if (codec.channels, size) != (config.model.latent_channels, config.model.latent_size):
-        raise UserError(
-            f"model.latent_channels/latent_size = {config.model.latent_channels}/"
-            f"{config.model.latent_size} but the {config.latent.kind} latents are "
-            f"{codec.channels}/{size}: fix the config"
-        )
+    mismatch = latent_mismatch(codec, config.model.latent_channels, config.model.latent_size,
+                               config.latent.frame_size)
+    if mismatch:
+        raise UserError(f"latent.kind={config.latent.kind!r}: {mismatch}; fix the config")
     model = RADModel(config.model, config.diffusion.num_levels).to(device)
     return model, Diffusion(config.diffusion), codec
 

@@ -23,13 +23,6 @@ SIZES = {"9x9": 1000, "11x11": 2000, "13x13": 3000, "15x15": 4000}
 ACTION_NAMES = ("noop", "forward", "left", "right", "forward_left", "forward_right")
 NUM_ACTIONS = len(ACTION_NAMES)
 
-_BACKEND_HELP = (
-    "MuJoCo could not render headless with MUJOCO_GL={gl!r}: {err}\n"
-    "Fix: on a machine without a display use MUJOCO_GL=egl (needs the EGL/Mesa libraries: "
-    "`apt-get install libegl1 libegl-mesa0 libgl1-mesa-dri`) or MUJOCO_GL=osmesa "
-    "(`apt-get install libosmesa6`); with a GPU and NVIDIA driver, MUJOCO_GL=egl. "
-    "Set MUJOCO_GL before mujoco/dm_control is first imported in the process."
-)
 #: What each rendering backend needs, for the error message.
 _GL_NEEDS = {
     "egl": "the EGL/Mesa libraries (`apt-get install libegl1 libegl-mesa0 libgl1-mesa-dri`), "
@@ -150,13 +143,3 @@ def _looks_like_gl_error(exc: BaseException) -> bool:
             tb = tb.tb_next
         exc = exc.__cause__ or exc.__context__
     return False
-
-
-def check_rendering(env) -> None:
-    """Render one frame, converting a GL failure into a :class:`BackendError` naming the fix."""
-    try:
-        env.reset()
-    except Exception as exc:
-        if _looks_like_gl_error(exc):
-            raise backend_error(exc) from exc
-        raise

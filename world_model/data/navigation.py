@@ -41,12 +41,6 @@ def is_free(layout: np.ndarray, cell: Cell) -> bool:
     return 0 <= r < layout.shape[0] and 0 <= c < layout.shape[1] and bool(layout[r, c])
 
 
-def free_cells(layout: np.ndarray) -> list[Cell]:
-    """All free cells of ``layout`` ``(n, m)`` uint8 in row-major order."""
-    rows, cols = np.nonzero(layout)
-    return [(int(r), int(c)) for r, c in zip(rows, cols)]
-
-
 def bfs_distances(layout: np.ndarray, start: Cell) -> np.ndarray:
     """Shortest-path length (4-connected moves) from ``start`` to every cell.
 
