@@ -14,7 +14,12 @@ Each scheme runs in its own subprocess so peak memory (max RSS) is its own. Repo
 time, frames/s, the ratio, peak memory, and for the pre-fetch scheme the share of time spent in the
 pre-fetch. Also frames/s of the pre-fetch scheme for each memory type.
 
+``--precisions float32,bfloat16`` instead times full optimisation steps of the real training
+objective (``WorldModelObjective``: the config's context mode, prediction and loss) in each compute
+dtype, with the preset's T and batch unless given, and skips the naive comparison:
+
     python benchmarks/bench_train.py --data DIR [--T 100 --W 20 --steps 3 --config cpu-small]
+    python benchmarks/bench_train.py --data DIR --config cpu-small --precisions float32,bfloat16
 """
 
 from __future__ import annotations
@@ -34,20 +39,24 @@ def one_run(args) -> dict:
 
     from world_model.commands.train import resolve_config
     from world_model.data.dataset import make_dataloaders
-    from world_model.objective import Batch
+    from world_model.objective import Batch, WorldModelObjective
     from world_model.train import build_world_parts
     from world_model.windows import read_index
 
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
-    cfg = resolve_config(args.config, [f"model.window={args.W}", f"model.memory={args.memory}",
-                                       f"model.mode={args.mode}"])
+    over = [f"model.memory={args.memory}", f"model.mode={args.mode}", *args.set]
+    if args.W:
+        over.append(f"model.window={args.W}")
+    cfg = resolve_config(args.config, over)
     model, diffusion, codec = build_world_parts(cfg, torch.device("cpu"))
-    loader, _ = make_dataloaders(args.data, seq_len=args.T, batch_size=args.batch, val_fraction=0.0,
+    T = args.T or cfg.train.seq_len
+    batch_size = args.batch or cfg.train.batch_size
+    loader, _ = make_dataloaders(args.data, seq_len=T, batch_size=batch_size, val_fraction=0.0,
                                  num_workers=0, seed=0)
     batch = Batch.from_dict(next(iter(loader)))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    W, T = args.W, args.T
+    W = cfg.model.window
     g = torch.Generator().manual_seed(0)
 
     def prefetch_step():
@@ -58,7 +67,7 @@ def one_run(args) -> dict:
         reads, _ = model.prefetch(z, batch.actions)
         t_pre = time.perf_counter() - t0
         out = model(diffusion.add_noise(z, levels, noise), levels, batch.actions, reads)
-        loss = diffusion.loss(out.prediction, diffusion.target(z, noise, levels), levels)
+        loss = diffusion.loss(out.prediction, z, noise, levels)
         return loss, t_pre
 
     def naive_step():
@@ -91,7 +100,13 @@ def one_run(args) -> dict:
                 history.append(model.write_frame(z[:, i], batch.actions[:, i], history[-1]))
         return None, 0.0
 
-    step = prefetch_step if args.scheme == "prefetch" else naive_step
+    objective = WorldModelObjective(model, diffusion, codec, precision=args.precision)
+
+    def objective_step():
+        loss, _ = objective(batch, g)
+        return loss, 0.0
+
+    step = {"prefetch": prefetch_step, "naive": naive_step, "objective": objective_step}[args.scheme]
     times, pre = [], []
     for i in range(args.steps + 1):  # first step is warm-up
         t0 = time.perf_counter()
@@ -105,7 +120,8 @@ def one_run(args) -> dict:
             pre.append(t_pre)
     med = statistics.median(times)
     return {"scheme": args.scheme, "memory": args.memory, "mode": args.mode, "T": T, "W": W,
-            "batch": args.batch, "step_s": med, "frames_per_s": args.batch * T / med,
+            "precision": args.precision, "batch": batch_size, "step_s": med,
+            "frames_per_s": batch_size * T / med, "loss": float(loss) if loss is not None else None,
             "prefetch_share": statistics.median(pre) / med,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
@@ -113,9 +129,11 @@ def one_run(args) -> dict:
 def spawn(args, **over) -> dict:
     argv = [sys.executable, __file__, "--one"]
     for k, v in {**vars(args), **over}.items():
-        if k in ("one", "memories"):
+        if k in ("one", "memories", "precisions", "set"):
             continue
         argv += [f"--{k}", str(v)]
+    for item in args.set:
+        argv += ["--set", item]
     out = subprocess.run(argv, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -124,9 +142,14 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True)
     p.add_argument("--config", default="cpu-small")
-    p.add_argument("--T", type=int, default=100)
-    p.add_argument("--W", type=int, default=20)
-    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--T", type=int, default=0, help="frames per sample (0: 100, or the preset's "
+                   "seq_len with --precisions)")
+    p.add_argument("--W", type=int, default=0, help="window (0: 20, or the preset's with --precisions)")
+    p.add_argument("--batch", type=int, default=0, help="batch (0: 1, or the preset's with --precisions)")
+    p.add_argument("--set", action="append", default=[], help="config override, as rad train --set")
+    p.add_argument("--precision", default="float32")
+    p.add_argument("--precisions", default="",
+                   help="e.g. float32,bfloat16: time the real objective in each compute dtype")
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--memory", default="lstm")
@@ -139,6 +162,17 @@ def main() -> None:
     if args.one:
         print(json.dumps(one_run(args)))
         return
+    if args.precisions:
+        rows = [spawn(args, scheme="objective", precision=p) for p in args.precisions.split(",")]
+        print(f"training objective of {args.config} {' '.join(args.set)}, {args.steps} timed steps "
+              f"(median), {args.threads} threads")
+        for r in rows:
+            print(f"  {r['precision']:>9}: T={r['T']} batch {r['batch']}: {r['step_s']:.3f} s/step  "
+                  f"{r['frames_per_s']:.1f} frames/s  peak RSS {r['peak_rss_mb']:.0f} MB")
+        print(f"  speed-up of {rows[-1]['precision']} over {rows[0]['precision']}: "
+              f"{rows[0]['step_s'] / rows[-1]['step_s']:.2f}x")
+        return
+    args.T, args.W, args.batch = args.T or 100, args.W or 20, args.batch or 1
     pre = spawn(args, scheme="prefetch")
     naive = spawn(args, scheme="naive")
     print(f"model preset {args.config}, T={args.T}, W={args.W}, batch {args.batch}, memory "

@@ -20,6 +20,8 @@ CONFIG_VERSION = 1
 
 MemoryType = Literal["lstm", "mamba2", "ttt", "none"]
 ModeType = Literal["frame", "chunk"]
+PrevFrameType = Literal["none", "input", "residual"]
+ContextType = Literal["independent", "clean", "augmented"]
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,12 @@ class ModelConfig:
     """Base inner-loop learning rate of TTT-linear (scaled per step by a learned sigmoid gate)."""
     reward_head: bool = True
     """Predict the reward of each frame and whether it ends the episode (heads on pooled features)."""
+    prev_frame: PrevFrameType = "none"
+    """The previous context frame at full resolution, given to every token of the next frame
+    (DIAMOND and GameNGen stack context frames as channels): 'none'; 'input': its patch is stacked
+    into each token's input; 'residual': stacked, and the network's output is added to it, so the
+    prediction starts as a copy of the previous frame (x0-prediction only). A frame whose previous
+    frame is outside its window (the first frame, a chunk's first frame) gets zeros."""
 
     @property
     def grid(self) -> int:
@@ -97,6 +105,7 @@ class ModelConfig:
         need(self.head_dim % 4 == 0, "width/heads must divide by 4 (2D RoPE)")
         need(self.window >= 1, "window must be >= 1")
         need(self.depth >= 1 and self.num_actions >= 1, "depth and num_actions must be >= 1")
+        need(self.prev_frame in ("none", "input", "residual"), f"prev_frame={self.prev_frame!r}")
         if self.memory == "mamba2":
             need(self.memory_hidden % self.mamba_heads == 0, "memory_hidden % mamba_heads != 0")
         if self.memory == "ttt":
@@ -112,11 +121,60 @@ class DiffusionConfig:
     """Number of noise levels K; level 0 is the clean frame, level K pure noise."""
     schedule: Literal["cosine", "linear"] = "cosine"
     prediction: Literal["v", "eps", "x0"] = "v"
-    """What the network predicts. v-prediction (as DF and VRAG) is well scaled at every level."""
+    """What the network predicts. 'x0' when a token carries more values than the width (pixel
+    presets: Li & He 2025, "Back to Basics"); 'v' (as DF and VRAG) or 'eps' for narrow latents."""
+    loss_space: Literal["prediction", "v"] = "prediction"
+    """Where the MSE is taken: 'prediction' (on what the network outputs), or 'v' (on the v
+    implied by the output, as JiT trains x-prediction: for x0 that is the x0 error weighted by
+    ``1 / max(sigma, v_loss_min_sigma)**2``)."""
+    v_loss_min_sigma: float = 0.05
+    """Clamp of sigma in the v-space loss weight, so nearly clean levels do not dominate."""
+    level_sampling: Literal["uniform", "logit_normal"] = "uniform"
+    """Training noise levels: uniform on ``1..K``, or ``ceil(K * sigmoid(N(level_mean,
+    level_std)))`` (logit-normal; a positive mean focuses on mid and high noise)."""
+    level_mean: float = 0.0
+    level_std: float = 1.0
     clean_prob: float = 0.1
-    """Probability that a training frame is left clean (level 0), as context frames are at inference."""
+    """Probability that a training frame is left clean (level 0), as context frames are at
+    inference ('independent' context only)."""
+    context: ContextType = "independent"
+    """What the context of a training frame looks like. 'independent': diffusion forcing, every
+    frame at its own level and attending to the noisy frames of its window (the paper).
+    'clean': teacher forcing exactly as the rollout engine runs: every noisy frame attends to the
+    clean keys/values of its window (a clean stream of the same banded pass at level 0).
+    'augmented': as 'clean', with the context noised to a random level in ``0..context_level_max``
+    carried in its conditioning; the engine noises its context to ``context_level``."""
+    context_level_max: int = 100
+    """'augmented': the highest context noise level drawn in training."""
+    context_level: int = 20
+    """'augmented': the context noise level the rollout engine uses."""
     reward_loss_weight: float = 0.1
     termination_loss_weight: float = 0.01
+
+    def validate(self) -> DiffusionConfig:
+        def need(ok: bool, msg: str) -> None:
+            if not ok:
+                raise UserError(f"invalid DiffusionConfig: {msg}")
+
+        need(self.num_levels >= 1, "num_levels must be >= 1")
+        need(self.schedule in ("cosine", "linear"), f"schedule={self.schedule!r}")
+        need(self.prediction in ("v", "eps", "x0"), f"prediction={self.prediction!r}")
+        need(self.loss_space in ("prediction", "v"), f"loss_space={self.loss_space!r}")
+        need(self.v_loss_min_sigma > 0, "v_loss_min_sigma must be > 0")
+        need(self.level_sampling in ("uniform", "logit_normal"),
+             f"level_sampling={self.level_sampling!r}")
+        need(self.level_std > 0, "level_std must be > 0")
+        need(0.0 <= self.clean_prob < 1.0, "clean_prob must be in [0, 1)")
+        need(self.context in ("independent", "clean", "augmented"), f"context={self.context!r}")
+        need(0 <= self.context_level <= self.num_levels, "context_level must be in [0, num_levels]")
+        need(0 <= self.context_level_max <= self.num_levels,
+             "context_level_max must be in [0, num_levels]")
+        return self
+
+    @property
+    def engine_context_level(self) -> int:
+        """The noise level of context frames in the rollout engine (0 unless 'augmented')."""
+        return self.context_level if self.context == "augmented" else 0
 
 
 @dataclass(frozen=True)
@@ -155,6 +213,14 @@ class TrainConfig:
     """Stop with an error after this many consecutive non-finite losses (each one is skipped)."""
     detach_every: int = 0
     """Truncate backprop through the memory every this many frames (0: never)."""
+    precision: Literal["float32", "bfloat16"] = "float32"
+    """Compute dtype of the forward pass: 'bfloat16' runs it under ``torch.autocast`` (AMX on
+    recent Xeons, tensor cores on GPUs) with float32 master weights, optimiser and loss."""
+
+    def validate(self) -> TrainConfig:
+        if self.precision not in ("float32", "bfloat16"):
+            raise UserError(f"invalid TrainConfig: precision={self.precision!r}")
+        return self
 
 
 @dataclass(frozen=True)
@@ -166,6 +232,14 @@ class RunConfig:
     latent: LatentConfig = field(default_factory=LatentConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     version: int = CONFIG_VERSION
+
+    def validate(self) -> RunConfig:
+        """Checks across sections (each section validates itself when built)."""
+        if self.model.prev_frame == "residual" and self.diffusion.prediction != "x0":
+            raise UserError("model.prev_frame='residual' adds the network output to the previous "
+                            "frame, which only makes sense for diffusion.prediction='x0' (got "
+                            f"{self.diffusion.prediction!r}); use prev_frame='input'")
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -185,7 +259,7 @@ class RunConfig:
                 latent=_build(LatentConfig, data.get("latent", {}), f"{source}: latent"),
                 train=_build(TrainConfig, data.get("train", {}), f"{source}: train"),
                 version=version,
-            )
+            ).validate()
         except UserError as exc:
             raise CheckpointError(str(exc)) from exc
 

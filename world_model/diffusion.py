@@ -44,12 +44,19 @@ class Diffusion:
         return ab.sqrt(), (1 - ab).clamp(min=0).sqrt()
 
     def sample_levels(self, shape: tuple[int, ...], generator: torch.Generator | None = None,
-                      device=None) -> Tensor:
-        """Diffusion forcing: an independent level per frame, uniform on ``1..K``, clean (0) with
-        probability ``clean_prob``. Returns int64 of ``shape``."""
-        levels = torch.randint(1, self.num_levels + 1, shape, generator=generator, device=device)
-        if self.cfg.clean_prob > 0:
-            clean = torch.rand(shape, generator=generator, device=device) < self.cfg.clean_prob
+                      device=None, clean_prob: float | None = None) -> Tensor:
+        """Training levels: one independent level per frame on ``1..K``, uniform or logit-normal
+        (``cfg.level_sampling``), clean (0) with probability ``clean_prob`` (default
+        ``cfg.clean_prob``). Returns int64 of ``shape``."""
+        cfg, K = self.cfg, self.num_levels
+        if cfg.level_sampling == "logit_normal":
+            z = torch.randn(shape, generator=generator, device=device) * cfg.level_std + cfg.level_mean
+            levels = (torch.sigmoid(z) * K).ceil().long().clamp(1, K)
+        else:
+            levels = torch.randint(1, K + 1, shape, generator=generator, device=device)
+        p = cfg.clean_prob if clean_prob is None else clean_prob
+        if p > 0:
+            clean = torch.rand(shape, generator=generator, device=device) < p
             levels = levels.masked_fill(clean, 0)
         return levels
 
@@ -84,8 +91,22 @@ class Diffusion:
         eps = (x_t - a * output) / s.clamp(min=1e-4)
         return output, eps
 
-    def loss(self, output: Tensor, target: Tensor, levels: Tensor) -> Tensor:
-        """Mean squared error over frames with level > 0 (a clean frame has nothing to denoise)."""
+    def loss(self, output: Tensor, x0: Tensor, noise: Tensor, levels: Tensor) -> Tensor:
+        """Diffusion loss of ``output (B, T, ...)`` for frames ``x0`` noised with ``noise`` at
+        ``levels (B, T)``: the mean over frames with level > 0 (a clean frame has nothing to
+        denoise) of the per-frame MSE in ``cfg.loss_space``.
+
+        'v' space: the network's output is turned into the v it implies; the error on v is the x0
+        error divided by sigma (for x0-prediction) or the eps error divided by alpha (for
+        eps-prediction), so the loss is the native MSE times ``1 / max(sigma, min_sigma)**2``
+        (resp. alpha) -- the clamp keeps nearly clean (or nearly pure-noise) levels finite.
+        """
+        target = self.target(x0, noise, levels)
         per_frame = (output.float() - target.float()).pow(2).flatten(2).mean(-1)  # (B, T)
+        pred = self.cfg.prediction
+        if self.cfg.loss_space == "v" and pred != "v":
+            a, s = self.coefficients(levels)
+            scale = s if pred == "x0" else a
+            per_frame = per_frame / scale.clamp(min=self.cfg.v_loss_min_sigma).pow(2)
         weight = (levels > 0).float()
         return (per_frame * weight).sum() / weight.sum().clamp(min=1.0)

@@ -33,7 +33,7 @@ from world_model.layers import (
     rope_angles,
 )
 from world_model.memory import State, make_memory
-from world_model.windows import read_index, temporal_mask
+from world_model.windows import read_index, teacher_mask, temporal_mask
 
 #: Per layer: the memory state tuple (each ``(B, N, *feature)``), or None without memory.
 MemoryState = list
@@ -195,7 +195,7 @@ class RADModel(nn.Module):
         cfg.validate()
         self.cfg = cfg
         D, p, C = cfg.width, cfg.patch_size, cfg.latent_channels
-        self.patch_in = nn.Linear(C * p * p, D)
+        self.patch_in = nn.Linear(C * p * p * (1 if cfg.prev_frame == "none" else 2), D)
         self.level_emb = LevelEmbedding(D, num_levels)
         self.action_emb = nn.Embedding(cfg.num_actions, D)
         self.blocks = nn.ModuleList(RADBlock(cfg) for _ in range(cfg.depth))
@@ -217,9 +217,22 @@ class RADModel(nn.Module):
         return self.cfg.memory != "none"
 
     # -- helpers ---------------------------------------------------------------------------------
-    def _tokens(self, x: Tensor) -> Tensor:
+    @property
+    def uses_prev(self) -> bool:
+        """Whether the previous frame is stacked into the tokens (``ModelConfig.prev_frame``)."""
+        return self.cfg.prev_frame != "none"
+
+    def _patches(self, x: Tensor) -> Tensor:
         p = self.cfg.patch_size
-        return self.patch_in(rearrange(x, "b t c (gh p1) (gw p2) -> b t (gh gw) (p1 p2 c)", p1=p, p2=p))
+        return rearrange(x, "b t c (gh p1) (gw p2) -> b t (gh gw) (p1 p2 c)", p1=p, p2=p)
+
+    def _tokens(self, x: Tensor, prev: Tensor | None = None) -> Tensor:
+        """``x (B, T, C, h, w)`` (and ``prev``, same shape, zeros when None) -> ``(B, T, N, D)``."""
+        patches = self._patches(x)
+        if self.uses_prev:
+            prev_patches = torch.zeros_like(patches) if prev is None else self._patches(prev.to(x.dtype))
+            patches = torch.cat([patches, prev_patches], dim=-1)  # (B, T, N, 2 p p C)
+        return self.patch_in(patches)
 
     def _cond(self, levels: Tensor, actions: Tensor) -> Tensor:
         return self.level_emb(levels) + self.action_emb(actions)
@@ -227,11 +240,13 @@ class RADModel(nn.Module):
     def _rope_t(self, positions: Tensor):
         return rope_angles(positions, self.cfg.head_dim)
 
-    def _output(self, x: Tensor, c: Tensor) -> ModelOutput:
+    def _output(self, x: Tensor, c: Tensor, prev: Tensor | None = None) -> ModelOutput:
         p, g = self.cfg.patch_size, self.cfg.grid
         shift, scale = self.ada_out(c)[:, :, None].chunk(2, dim=-1)
         y = self.patch_out(modulate(self.norm_out(x), shift, scale))
         pred = rearrange(y, "b t (gh gw) (p1 p2 c) -> b t c (gh p1) (gw p2)", gh=g, gw=g, p1=p, p2=p)
+        if self.cfg.prev_frame == "residual" and prev is not None:
+            pred = pred + prev.to(pred.dtype)  # the prediction starts as a copy of the previous frame
         if not self.cfg.reward_head:
             return ModelOutput(pred)
         r = self.head(self.head_norm(x.mean(dim=2)))
@@ -242,9 +257,16 @@ class RADModel(nn.Module):
         return self.rope_s_cos, self.rope_s_sin
 
     # -- passes ----------------------------------------------------------------------------------
+    def _check_inputs(self, reads: MemoryState | None, prev: Tensor | None) -> None:
+        if self.has_memory and reads is None:
+            raise ValueError("a model with memory needs the pre-fetched memory reads")
+        if self.uses_prev and prev is None:
+            raise ValueError(f"model.prev_frame={self.cfg.prev_frame!r} needs the previous frames "
+                             "(windows.previous_frames of the clean latents)")
+
     def forward(self, x: Tensor, levels: Tensor, actions: Tensor, reads: MemoryState | None = None,
-                ) -> ModelOutput:
-        """Windowed pass over a sequence (training).
+                prev: Tensor | None = None) -> ModelOutput:
+        """Windowed pass over a sequence (training, 'independent' context: diffusion forcing).
 
         Args:
             x: ``(B, T, C, h, w)`` noisy latents, each frame at its own level.
@@ -252,17 +274,68 @@ class RADModel(nn.Module):
             actions: ``(B, T)`` int64, ``actions[:, i]`` led to frame ``i``.
             reads: from :meth:`prefetch` on the clean latents: per layer the state each frame
                 reads, tensors ``(B, N, T, *f)``. Required when the model has memory.
+            prev: ``(B, T, C, h, w)`` the previous context frame of each frame
+                (``windows.previous_frames`` of the clean latents). Required when the model
+                stacks it (``cfg.prev_frame``).
         """
         _B, T = x.shape[:2]
-        if self.has_memory and reads is None:
-            raise ValueError("a model with memory needs the pre-fetched memory reads")
+        self._check_inputs(reads, prev)
+        # 1. input: tokens and per-frame conditioning
         c = self._cond(levels, actions)
-        h = self._tokens(x)
+        h = self._tokens(x, prev)
         rope_t = self._rope_t(torch.arange(T, device=x.device))
         mask = temporal_mask(T, self.cfg.window, self.cfg.mode, x.device)
+        # 2. blocks
         for i, block in enumerate(self.blocks):
             h = block(h, c, actions, self.rope_s, rope_t, mask, reads[i] if self.has_memory else None)
-        return self._output(h, c)
+        # 3. output
+        return self._output(h, c, prev)
+
+    def forward_context(self, x: Tensor, levels: Tensor, context: Tensor, context_levels: Tensor,
+                        actions: Tensor, reads: MemoryState | None = None,
+                        prev: Tensor | None = None) -> tuple[ModelOutput, ModelOutput]:
+        """Windowed pass in which every noisy frame is denoised against a clean context stream
+        (training, 'clean' and 'augmented' context): exactly what the rollout engine computes.
+
+        The context stream (``context`` at ``context_levels``) and the noisy stream (``x`` at
+        ``levels``) run together as one sequence of 2T frames through the same banded pass, with
+        :func:`windows.teacher_mask`: context frame ``i`` attends to the context frames of its
+        window, noisy frame ``i`` to the context frames of its window before it and to itself.
+        Both streams read the same pre-fetched memory states and carry frame ``i``'s temporal
+        position ``i``.
+
+        Args:
+            x, levels: ``(B, T, C, h, w)`` noisy latents and ``(B, T)`` their levels (> 0).
+            context, context_levels: ``(B, T, C, h, w)`` the context latents (clean, or noised to
+                ``context_levels``) and ``(B, T)`` their levels.
+            actions, reads, prev: as :meth:`forward` (``prev`` from the context latents).
+        Returns:
+            ``(noisy, context)`` outputs, each with T frames; the engine's heads (reward,
+            termination) read the context stream, as its level-0 pass does.
+        """
+        T = x.shape[1]
+        self._check_inputs(reads, prev)
+        # 1. input: the two streams as one sequence [context, noisy] of 2T frames
+        acts = torch.cat([actions, actions], dim=1)
+        c = self._cond(torch.cat([context_levels, levels], dim=1), acts)
+        prev2 = None if prev is None else torch.cat([prev, prev], dim=1)
+        h = self._tokens(torch.cat([context, x], dim=1), prev2)
+        positions = torch.arange(T, device=x.device).repeat(2)
+        rope_t = self._rope_t(positions)
+        mask = teacher_mask(T, self.cfg.window, self.cfg.mode, x.device)
+        reads2 = None
+        if self.has_memory:  # both streams read the same states: (B, N, T, *f) -> (B, N, 2T, *f)
+            reads2 = [tuple(torch.cat([s, s], dim=2) for s in layer) for layer in reads]
+        # 2. blocks
+        for i, block in enumerate(self.blocks):
+            h = block(h, c, acts, self.rope_s, rope_t, mask, reads2[i] if self.has_memory else None)
+        # 3. output, split back into the two streams
+        out = self._output(h, c, prev2)
+        def half(t: Tensor | None, j: int) -> Tensor | None:
+            return None if t is None else t[:, j * T:(j + 1) * T]
+        noisy, ctx = (ModelOutput(half(out.prediction, j), half(out.reward, j),
+                                  half(out.termination_logit, j)) for j in (1, 0))
+        return noisy, ctx
 
     def prefetch(self, latents: Tensor, actions: Tensor, state: MemoryState | None = None,
                  keep: Tensor | None = None, detach_every: int = 0) -> tuple[MemoryState, MemoryState]:
@@ -335,7 +408,7 @@ class RADModel(nn.Module):
 
     def forward_frame(self, x: Tensor, level: Tensor, action: Tensor, past: KVCache | None,
                       read: MemoryState | None, key_mask: Tensor | None = None,
-                      ) -> tuple[ModelOutput, KVCache]:
+                      prev: Tensor | None = None) -> tuple[ModelOutput, KVCache]:
         """One frame against its cached context (the rollout engine's inner step).
 
         Args:
@@ -349,13 +422,16 @@ class RADModel(nn.Module):
             key_mask: ``(B, P)`` bool, True where a cached frame is in that row's window; lets rows
                 with fewer context frames than P share a batch (their cache is left-padded: the
                 masked entries come first, so relative positions stay right). None: all attended.
+            prev: ``(B, C, h, w)`` the previous context frame (zeros for rows without one), when
+                the model stacks it; None = zeros.
         Returns:
             ``(output, kv)``: output tensors with T = 1; ``kv`` per layer this frame's pre-RoPE
             ``(k, v)`` each ``(B, N, heads, 1, hd)``, to append to the cache once it is clean.
         """
         P = 0 if past is None or past[0] is None else past[0][0].shape[3]
         c = self._cond(level[:, None], action[:, None])
-        h = self._tokens(x[:, None])
+        prev_t = None if prev is None else prev[:, None]
+        h = self._tokens(x[:, None], prev_t)
         rope_new = self._rope_t(torch.tensor([P], device=x.device))
         new_kv = []
         for i, block in enumerate(self.blocks):
@@ -364,4 +440,4 @@ class RADModel(nn.Module):
                                         read[i] if self.has_memory else None,
                                         None if P == 0 else key_mask)
             new_kv.append(kv)
-        return self._output(h, c), new_kv
+        return self._output(h, c, prev_t), new_kv

@@ -3,15 +3,19 @@
 One call on a batch of real frames:
 1. encode frames to latents (no gradient through the codec);
 2. pre-fetch: the window-1 pass over the *clean* latents writes every memory state, layer by layer;
-3. draw an independent noise level per frame and noise the latents;
-4. one parallel windowed pass reads the pre-fetched states and predicts every frame;
-5. diffusion loss (+ reward and termination heads on the real rewards).
+3. draw a noise level per frame (``DiffusionConfig.level_sampling``) and noise the latents;
+4. one parallel windowed pass reads the pre-fetched states and predicts every frame, against the
+   context ``DiffusionConfig.context`` asks for: the noisy frames themselves ('independent',
+   diffusion forcing), or a clean ('clean') or lightly noised ('augmented') context stream;
+5. diffusion loss (in ``DiffusionConfig.loss_space``) + reward and termination heads on the real
+   rewards (read from the context stream where there is one, as the engine reads them).
 
 Returns ``(loss, logs)`` so one generic trainer serves it.
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -20,6 +24,7 @@ from torch import Tensor, nn
 
 from world_model.diffusion import Diffusion
 from world_model.model import MemoryState, ModelOutput, RADModel
+from world_model.windows import previous_frames
 
 
 @dataclass
@@ -45,44 +50,75 @@ class WorldModelObjective(nn.Module):
     """Wraps the network, the diffusion and the codec; ``forward(batch) -> (loss, logs)``."""
 
     def __init__(self, model: RADModel, diffusion: Diffusion, codec: nn.Module,
-                 detach_every: int = 0) -> None:
+                 detach_every: int = 0, precision: str = "float32") -> None:
         super().__init__()
         self.model = model
         self.diffusion = diffusion
         self.codec = codec
         self.detach_every = detach_every
+        self.precision = precision
 
     def denoise_pass(self, latents: Tensor, actions: Tensor, levels: Tensor, noise: Tensor,
-                     ) -> tuple[ModelOutput, MemoryState, Tensor]:
-        """Pre-fetch from clean ``latents``, then the windowed pass on the noised ones.
+                     generator: torch.Generator | None = None,
+                     ) -> tuple[ModelOutput, MemoryState, Tensor, ModelOutput]:
+        """Pre-fetch from clean ``latents (B, T, C, h, w)``, then the windowed pass on the noised
+        ones against the configured context.
 
-        Returns ``(output, reads, x_noisy)``. The memory reads depend on the clean latents and
-        actions only, never on ``noise`` or ``levels``.
+        Returns ``(output, reads, x_noisy, heads)``: the noisy frames' output, the memory reads,
+        the noisy input, and the output whose reward/termination heads are trained (the context
+        stream's, or ``output`` itself for 'independent'). The memory reads depend on the clean
+        latents and actions only, never on ``noise`` or ``levels``.
         """
-        reads, _ = self.model.prefetch(latents, actions, detach_every=self.detach_every)
+        model, cfg = self.model, self.diffusion.cfg
+        reads, _ = model.prefetch(latents, actions, detach_every=self.detach_every)
         x_noisy = self.diffusion.add_noise(latents, levels, noise)
-        return self.model(x_noisy, levels, actions, reads), reads, x_noisy
+        W, mode = model.cfg.window, model.cfg.mode
+        if cfg.context == "independent":
+            prev = previous_frames(latents, W, mode) if model.uses_prev else None
+            out = model(x_noisy, levels, actions, reads, prev)
+            return out, reads, x_noisy, out
+        if cfg.context == "augmented":
+            B, T = levels.shape
+            ctx_levels = torch.randint(0, cfg.context_level_max + 1, (B, T), generator=generator,
+                                       device=latents.device)
+            ctx_noise = torch.randn(latents.shape, generator=generator, device=latents.device)
+            context = self.diffusion.add_noise(latents, ctx_levels, ctx_noise)
+        else:
+            ctx_levels, context = torch.zeros_like(levels), latents
+        prev = previous_frames(context, W, mode) if model.uses_prev else None
+        out, heads = model.forward_context(x_noisy, levels, context, ctx_levels, actions, reads, prev)
+        return out, reads, x_noisy, heads
 
     def forward(self, batch: Batch, generator: torch.Generator | None = None,
                 ) -> tuple[Tensor, dict[str, Tensor]]:
         with torch.no_grad():
             latents = self.codec.encode(batch.frames)
         B, T = latents.shape[:2]
-        levels = self.diffusion.sample_levels((B, T), generator, latents.device)
+        cfg = self.diffusion.cfg
+        clean_prob = cfg.clean_prob if cfg.context == "independent" else 0.0
+        levels = self.diffusion.sample_levels((B, T), generator, latents.device, clean_prob)
         noise = torch.randn(latents.shape, generator=generator, device=latents.device)
-        out, _, _ = self.denoise_pass(latents, batch.actions, levels, noise)
-        target = self.diffusion.target(latents, noise, levels)
-        diff_loss = self.diffusion.loss(out.prediction, target, levels)
+        with self.autocast():
+            out, _, _, heads = self.denoise_pass(latents, batch.actions, levels, noise, generator)
+        diff_loss = self.diffusion.loss(out.prediction, latents, noise, levels)
         loss = diff_loss
         logs = {"loss/diffusion": diff_loss.detach()}
-        if out.reward is not None:
-            r_loss = F.mse_loss(out.reward.float(), batch.rewards.float())
+        if heads.reward is not None:
+            r_loss = F.mse_loss(heads.reward.float(), batch.rewards.float())
             term = (batch.terminals.float() if batch.terminals is not None
-                    else torch.zeros_like(out.termination_logit))
-            t_loss = F.binary_cross_entropy_with_logits(out.termination_logit.float(), term)
-            cfg = self.diffusion.cfg
+                    else torch.zeros_like(heads.termination_logit, dtype=torch.float32))
+            t_loss = F.binary_cross_entropy_with_logits(heads.termination_logit.float(), term)
             loss = loss + cfg.reward_loss_weight * r_loss + cfg.termination_loss_weight * t_loss
             logs["loss/reward"] = r_loss.detach()
             logs["loss/termination"] = t_loss.detach()
         logs["loss/total"] = loss.detach()
         return loss, logs
+
+    def autocast(self):
+        """The forward pass's compute dtype (``precision``): autocast to bfloat16, or nothing."""
+        if self.precision == "bfloat16":
+            return torch.autocast(self.device_type(), dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def device_type(self) -> str:
+        return next(self.model.parameters()).device.type

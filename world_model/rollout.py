@@ -5,8 +5,10 @@ Generating frame ``t`` (design/rad-method.md, "Inference"):
 1. DDIM from pure noise; every step is ONE single-frame network pass whose temporal attention runs
    against the cached keys/values of the clean context frames in ``t``'s window, and whose memory
    block reads the state after the frames that left that window (``windows.window_start``).
-2. One pass at level 0 on the clean result: its keys/values go into the ring buffer, and the
-   reward/termination heads give their outputs.
+2. One pass at level 0 on the clean result (at ``DiffusionConfig.context_level`` on a noised copy
+   for 'augmented' context): its keys/values go into the ring buffer, and the
+   reward/termination heads give their outputs. Models that stack the previous frame keep it
+   (``WorldState.prev``) for the next frame's tokens.
 3. Memory bookkeeping, from clean frames only, after the last denoising step, exactly as the
    pre-fetch in training:
    * frame mode: the frame leaving the window of ``t + 1`` (frame ``t - W + 1``) is written into
@@ -39,7 +41,7 @@ from world_model.checkpoint import World
 from world_model.errors import UserError
 from world_model.model import KVCache, MemoryState, ModelOutput
 from world_model.sampler import DDIMSampler, SamplerConfig, randn_rows
-from world_model.windows import window_start
+from world_model.windows import has_previous, window_start
 from world_model.world_state import WorldState, map_memory, memory_tensors, row_generators
 
 logger = logging.getLogger(__name__)
@@ -78,6 +80,7 @@ class RolloutEngine:
         self.window, self.mode = self.cfg.window, self.cfg.mode
         self.slots = max(self.window - 1, 0)
         self.frame_size = world.config.latent.frame_size
+        self.context_level = world.config.diffusion.engine_context_level
 
     @property
     def device(self) -> torch.device:
@@ -116,6 +119,8 @@ class RolloutEngine:
                      if pending else None),
             actions=(torch.zeros(batch, self.slots, dtype=torch.long, device=dev)
                      if pending else None),
+            prev=(torch.zeros(batch, *self.latent_shape, device=dev, dtype=dt)
+                  if self.model.uses_prev else None),
             frame_index=torch.zeros(batch, dtype=torch.long),
             generators=row_generators(batch, seeds),
             window=self.window, mode=self.mode)
@@ -203,8 +208,16 @@ class RolloutEngine:
         with self._autocast():
             out, _ = self.model.forward_frame(x.to(self.dtype), levels, actions, past,
                                               state.memory if self.model.has_memory else None,
-                                              key_mask)
+                                              key_mask, self.previous(state))
         return out
+
+    def previous(self, state: WorldState) -> Tensor | None:
+        """``(B, C, h, w)``: every row's previous context frame as the next frame's tokens see it
+        (zeros for rows whose window holds none), or None when the model does not stack it."""
+        if state.prev is None:
+            return None
+        ok = has_previous(state.frame_index, self.window, self.mode).to(state.device)
+        return state.prev * ok.view(-1, 1, 1, 1).to(state.prev.dtype)
 
     def context(self, state: WorldState) -> tuple[KVCache | None, Tensor | None]:
         """The cached context of every row's next frame, assembled from the ring.
@@ -244,11 +257,17 @@ class RolloutEngine:
         keys/values and heads, then the memory bookkeeping, then the ring write."""
         B = state.batch_size
         past, key_mask = context
-        zeros = torch.zeros(B, dtype=torch.long, device=self.device)
+        levels = torch.full((B,), self.context_level, dtype=torch.long, device=self.device)
+        seen = latent  # the frame as its context pass sees it: clean, or noised ('augmented')
+        if self.context_level > 0:
+            noise = randn_rows(state.generators, self.latent_shape, self.device)
+            seen = self.world.diffusion.add_noise(latent[:, None], levels[:, None], noise[:, None])[:, 0]
         with self._autocast():
-            out, kv = self.model.forward_frame(latent.to(self.dtype), zeros, actions, past,
+            out, kv = self.model.forward_frame(seen.to(self.dtype), levels, actions, past,
                                                state.memory if self.model.has_memory else None,
-                                               key_mask)
+                                               key_mask, self.previous(state))
+        if state.prev is not None:
+            state.prev = seen.to(state.prev.dtype)
         t = state.frame_index
         if self.model.has_memory:
             self._bookkeep_memory(state, latent, actions, t)

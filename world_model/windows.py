@@ -33,3 +33,33 @@ def temporal_mask(T: int, window: int, mode: str, device=None) -> Tensor:
     i = torch.arange(T, device=device)[:, None]
     j = torch.arange(T, device=device)[None, :]
     return (j <= i) & (j >= window_start(i, window, mode))
+
+
+def has_previous(i: Tensor, window: int, mode: str) -> Tensor:
+    """Whether frame ``i``'s previous frame ``i - 1`` lies in its window (bool, like ``i``): the
+    frame whose pixels ``ModelConfig.prev_frame`` stacks into ``i``'s tokens."""
+    return (i >= 1) & (i - 1 >= window_start(i, window, mode))
+
+
+def previous_frames(frames: Tensor, window: int, mode: str) -> Tensor:
+    """``frames (B, T, ...)`` -> ``(B, T, ...)`` whose entry ``i`` is frame ``i - 1`` where
+    :func:`has_previous`, zeros elsewhere."""
+    T = frames.shape[1]
+    ok = has_previous(torch.arange(T, device=frames.device), window, mode)
+    shifted = torch.cat([torch.zeros_like(frames[:, :1]), frames[:, :-1]], dim=1)
+    return shifted * ok.view(1, T, *([1] * (frames.dim() - 2))).to(frames.dtype)
+
+
+def teacher_mask(T: int, window: int, mode: str, device=None) -> Tensor:
+    """``(2T, 2T)`` bool mask of the clean-context pass over ``[clean frames, noisy frames]``.
+
+    Clean frame ``i`` attends to the clean frames of its window (:func:`temporal_mask`); noisy
+    frame ``i`` attends to the clean frames of its window *before* it and to itself, and nothing
+    attends to a noisy frame but itself: each noisy frame is denoised exactly as the rollout engine
+    denoises it, against the clean cached context.
+    """
+    base = temporal_mask(T, window, mode, device)
+    eye = torch.eye(T, dtype=torch.bool, device=device)
+    top = torch.cat([base, torch.zeros_like(base)], dim=1)
+    bottom = torch.cat([base & ~eye, eye], dim=1)
+    return torch.cat([top, bottom], dim=0)

@@ -63,6 +63,10 @@ class WorldState:
     into the memory when they leave the window; else None."""
     actions: Tensor | None
     """``(B, S)`` int64: the actions of those frames (with ``latents``)."""
+    prev: Tensor | None
+    """Models that stack the previous frame (``ModelConfig.prev_frame``): ``(B, C, h, w)`` the
+    latest context frame as the network saw it (clean, or noised to the context level); which rows
+    hold one is derived from ``frame_index`` (``windows.has_previous``). Else None."""
     frame_index: Tensor
     """``(B,)`` int64 on the CPU: frames each world holds so far (the index of its next frame)."""
     generators: list[torch.Generator]
@@ -90,14 +94,15 @@ class WorldState:
     def _tensors(self) -> list[Tensor]:
         out = [*self.keys, *self.values, *memory_tensors(self.memory),
                *memory_tensors(self.running), self.frame_index]
-        return out + [t for t in (self.latents, self.actions) if t is not None]
+        return out + [t for t in (self.latents, self.actions, self.prev) if t is not None]
 
     def _map(self, fn, frame_index: Tensor, generators: list[torch.Generator]) -> WorldState:
         opt = (lambda t: None if t is None else fn(t))
         return WorldState(
             keys=[fn(k) for k in self.keys], values=[fn(v) for v in self.values],
             memory=map_memory(self.memory, fn), running=map_memory(self.running, fn),
-            latents=opt(self.latents), actions=opt(self.actions), frame_index=frame_index,
+            latents=opt(self.latents), actions=opt(self.actions), prev=opt(self.prev),
+            frame_index=frame_index,
             generators=generators, window=self.window, mode=self.mode)
 
     # -- copies, rows, devices -------------------------------------------------------------------

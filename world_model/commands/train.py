@@ -29,6 +29,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1 ...")
     p.add_argument("--wandb", default="offline", choices=("offline", "online", "disabled"))
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the training pass (minutes to compile; faster steps)")
+    p.add_argument("--keep-every", type=int, default=0, metavar="N",
+                   help="also keep the EMA world of every N-th step in OUT/steps/NNNNNN/")
+    p.add_argument("--budget-minutes", type=float, metavar="M",
+                   help="stop with a checkpoint after M minutes of CPU time in all (resumed parts "
+                        "included): compare recipes at equal budget")
 
 
 def resolve_config(name_or_path: str, overrides: list[str]):
@@ -73,9 +80,11 @@ def main(args: argparse.Namespace) -> int:
         overrides += ["latent.kind=vae", f"latent.vae_path={json.dumps(args.vae)}"]
     config = resolve_config(args.config, overrides)
     options = TrainOptions(device=args.device, wandb=args.wandb, resume=args.resume,
-                           progress=not args.no_progress)
+                           progress=not args.no_progress, budget_minutes=args.budget_minutes,
+                           compile=args.compile, keep_every=args.keep_every)
     metrics = train(config, args.data, args.out, options)
     shown = {k: round(v, 5) for k, v in metrics.items() if k.startswith(("val/", "loss/"))}
-    print(f"trained to step {config.train.steps}: {json.dumps(shown)}")
+    print(f"trained to step {int(metrics['step'])} ({metrics['cpu_minutes']:.1f} CPU minutes): "
+          f"{json.dumps(shown)}")
     print(f"checkpoint: {args.out}")
     return 0
