@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rad_env.env import DEFAULT_STEPS
+from rad_env.worlds import DEFAULT_STEPS
 from world_model.errors import RadError
 
 logger = logging.getLogger(__name__)

@@ -4,7 +4,7 @@ Two measurements, each repeated and reported as the median:
 
 * ``step``: simulator steps/s of ``env.step`` alone (one process, random actions, env built and
   reset before timing);
-* ``collect``: end-to-end :func:`world_model.data.collect.collect` frames/s (policy, one env
+* ``collect``: end-to-end :func:`world_model.sim.collect.collect` frames/s (policy, one env
   build and reset per episode, compression and atomic writes, worker start-up) with 1, 2, ...
   workers.
 
@@ -27,8 +27,8 @@ import numpy as np
 
 def step_rate(fast: bool, steps: int, seed: int) -> float:
     """Steps/s of ``env.step`` with random actions in a freshly built and reset 9x9 env."""
-    from world_model.data import fast_maze
-    from world_model.data.memory_maze import make_dm_env
+    from world_model.sim import fast_maze
+    from world_model.sim.memory_maze import make_dm_env
 
     (fast_maze.patch_target_contacts if fast else fast_maze.unpatch_target_contacts)()
     try:
@@ -47,7 +47,7 @@ def step_rate(fast: bool, steps: int, seed: int) -> float:
 
 def collect_rate(fast: bool, workers: int, episodes: int, steps: int, seed: int) -> float:
     """End-to-end frames/s (steps written per wall-clock second) of ``collect``."""
-    from world_model.data.collect import collect
+    from world_model.sim.collect import collect
 
     with tempfile.TemporaryDirectory(prefix="bench_collect_") as out:
         start = time.perf_counter()
@@ -66,7 +66,7 @@ def main() -> None:
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args()
 
-    from world_model.data.collect import quiet_simulator_logs
+    from world_model.sim.memory_maze import quiet_simulator_logs
 
     quiet_simulator_logs()
     load_before = os.getloadavg()

@@ -3,7 +3,7 @@
 Measured in one run, each part in its own fresh process (clean peak memory, no cross-talk):
 
 * real: the real Memory Maze 9x9 (``MemoryMazeEnv``), random actions, steps/s; as installed
-  and with the vectorised target-contact check (``world_model.data.fast_maze``).
+  and with the vectorised target-contact check (``world_model.sim.fast_maze``).
 * imagined: ``BatchedWorlds`` (the engine core of RADEnv/RADVecEnv) at batch 1, 8, 32: frames/s
   (all rows, decode included), seconds per batched step, engine state per env, and peak memory
   per env (peak RSS after stepping minus RSS after loading the world, over the batch).
@@ -36,8 +36,8 @@ def rss_mib() -> float:
 
 
 def worker_real(job: dict) -> dict:
-    from world_model.data import fast_maze
-    from world_model.data.maze_env import MemoryMazeEnv
+    from world_model.sim import fast_maze
+    from world_model.sim.maze_env import MemoryMazeEnv
 
     out = {}
     rng = np.random.default_rng(0)
@@ -59,7 +59,7 @@ def worker_real(job: dict) -> dict:
 def worker_imagine(job: dict) -> dict:
     import torch
 
-    from rad_env.env import BatchedWorlds
+    from rad_env.worlds import BatchedWorlds
 
     if job["threads"]:
         torch.set_num_threads(job["threads"])
@@ -88,7 +88,7 @@ def worker_imagine(job: dict) -> dict:
 def worker_long(job: dict) -> dict:
     import torch
 
-    from rad_env.env import BatchedWorlds
+    from rad_env.worlds import BatchedWorlds
 
     if job["threads"]:
         torch.set_num_threads(job["threads"])
@@ -142,7 +142,7 @@ def main() -> None:
         print(json.dumps(WORKERS[job["kind"]](job)))
         return
 
-    from rad_env.env import DEFAULT_STEPS
+    from rad_env.worlds import DEFAULT_STEPS
 
     steps = args.steps or DEFAULT_STEPS
     common = {"checkpoint": args.checkpoint, "steps": steps, "device": args.device,

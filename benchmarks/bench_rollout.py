@@ -34,11 +34,9 @@ import time
 def build_world(args):
     import torch
 
-    from world_model.checkpoint import World, load
-    from world_model.commands.train import resolve_config
-    from world_model.diffusion import Diffusion
-    from world_model.latents import make_codec
-    from world_model.model import RADModel
+    from world_model.checkpoint import load
+    from world_model.config import resolve_config
+    from world_model.world import build_world
 
     if args.checkpoint:
         return load(args.checkpoint, args.device)
@@ -48,8 +46,8 @@ def build_world(args):
     if config.latent.kind != "pixels":
         sys.exit(f"--config {args.config}: use a pixel-latent config or --checkpoint")
     torch.manual_seed(0)
-    model = RADModel(config.model, config.diffusion.num_levels).eval().requires_grad_(False)
-    world = World(config, model, Diffusion(config.diffusion), make_codec("pixels"))
+    world = build_world(config)
+    world.model.eval().requires_grad_(False)
     return world.to(args.device)
 
 
@@ -72,7 +70,7 @@ class WindowRecompute:
     def _context(self):
         import torch
 
-        from world_model.windows import window_start
+        from world_model.network.windows import window_start
 
         P = self.t - int(window_start(torch.tensor(self.t), self.W, self.mode))
         return list(self.history)[len(self.history) - P:] if P else []
@@ -96,7 +94,7 @@ class WindowRecompute:
     def step(self, actions, generators):
         import torch
 
-        from world_model.sampler import randn_rows
+        from world_model.diffusion.ddim import randn_rows
 
         engine, B = self.engine, len(generators)
         ctx = self._context()
@@ -156,8 +154,8 @@ def main(argv=None) -> int:
 
     import torch
 
-    from world_model.rollout import RolloutEngine
-    from world_model.sampler import SamplerConfig
+    from world_model.config import SamplerConfig
+    from world_model.engine.rollout import RolloutEngine
 
     torch.set_num_threads(args.threads)
     sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)

@@ -37,11 +37,11 @@ def one_run(args) -> dict:
 
     import torch
 
-    from world_model.commands.train import resolve_config
+    from world_model.config import resolve_config
     from world_model.data.dataset import make_dataloaders
-    from world_model.objective import Batch, WorldModelObjective
-    from world_model.train import build_world_parts
-    from world_model.windows import read_index
+    from world_model.network.windows import read_index
+    from world_model.training.objective import Batch, WorldModelObjective
+    from world_model.world import build_world
 
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
@@ -49,7 +49,8 @@ def one_run(args) -> dict:
     if args.W:
         over.append(f"model.window={args.W}")
     cfg = resolve_config(args.config, over)
-    model, diffusion, codec = build_world_parts(cfg, torch.device("cpu"))
+    world = build_world(cfg)
+    model, diffusion, codec = world.model, world.diffusion, world.codec
     T = args.T or cfg.train.seq_len
     batch_size = args.batch or cfg.train.batch_size
     loader, _ = make_dataloaders(args.data, seq_len=T, batch_size=batch_size, val_fraction=0.0,

@@ -8,8 +8,9 @@ from __future__ import annotations
 import logging
 import tempfile
 
-from world_model.data.collect import collect, quiet_simulator_logs
 from world_model.data.format import read_episode
+from world_model.sim.collect import collect
+from world_model.sim.memory_maze import quiet_simulator_logs
 
 
 def main() -> None:

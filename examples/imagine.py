@@ -21,39 +21,32 @@ import numpy as np
 import torch
 
 from world_model.checkpoint import load, save_world
-from world_model.config import LatentConfig, ModelConfig, RunConfig
-from world_model.evaluate import imagined_panel, write_video
-from world_model.model import RADModel
-from world_model.rollout import RolloutEngine
-from world_model.sampler import SamplerConfig
+from world_model.config import SamplerConfig, resolve_config
+from world_model.engine.rollout import RolloutEngine
+from world_model.evaluation.videos import imagined_panel, write_video
+from world_model.world import build_world
 
 
 def untrained_world(directory: Path) -> Path:
-    """Save a tiny RAD world with random weights (a demo of the API, not of a model)."""
-    cfg = ModelConfig(latent_channels=3, latent_size=64, patch_size=16, width=32, depth=2, heads=2,
-                      window=4, memory="lstm", memory_hidden=32, memory_action_dim=8)
+    """Save the ``tiny`` preset with random weights (a demo of the API, not of a model)."""
+    config = resolve_config("tiny")
     torch.manual_seed(0)
-    return save_world(directory / "untrained-tiny", RunConfig(model=cfg, latent=LatentConfig()),
-                      RADModel(cfg))
+    return save_world(directory / "untrained-tiny", config, build_world(config).model)
 
 
 def real_context(path: str | None, frames: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """``(T, 64, 64, 3) uint8`` real frames and ``(T,)`` the actions that led to them."""
-    if path:
-        from world_model.data.format import action_indices, read_episode
+    from world_model.data.format import action_indices, read_episode
 
+    if path:
         ep = read_episode(path)
         return ep["image"][:frames], action_indices(ep["action"])[:frames]
-    from world_model.data.memory_maze import NUM_ACTIONS, make_dm_env
+    from world_model.sim.memory_maze import NUM_ACTIONS
+    from world_model.sim.recorder import real_clip
 
-    env = make_dm_env("9x9", seed=seed)
     rng = np.random.default_rng(seed)
-    images, actions = [env.reset().observation["image"]], [0]
-    for action in rng.integers(NUM_ACTIONS, size=frames - 1):
-        images.append(env.step(int(action)).observation["image"])
-        actions.append(int(action))
-    env.close()
-    return np.stack(images), np.array(actions)
+    ep = real_clip("9x9", seed, rng.integers(NUM_ACTIONS, size=frames - 1))
+    return ep["image"], action_indices(ep["action"])
 
 
 def main() -> None:

@@ -22,42 +22,30 @@ import torch
 
 from agents.evaluate import evaluate_in_real, policy_from_model, random_policy
 from agents.ppo import PPOConfig, train_ppo
-from rad_env.contexts import BANK_FILE, make_context_bank
+from rad_env.bank import BANK_FILE, make_context_bank
 from world_model.checkpoint import save_world
-from world_model.config import LatentConfig, ModelConfig, RunConfig
-from world_model.data.format import one_hot_actions, write_episode
-from world_model.data.maze_env import MemoryMazeEnv
-from world_model.model import RADModel
+from world_model.config import resolve_config
+from world_model.data.format import write_episode
+from world_model.sim.recorder import real_clip
+from world_model.world import build_world
 
 
 def record_real_episodes(out: Path, episodes: int = 2, steps: int = 24, seed: int = 0) -> Path:
     """Short real Memory Maze episodes under random actions, in the episode file format."""
-    env = MemoryMazeEnv("9x9")
     rng = np.random.default_rng(seed)
     for k in range(episodes):
-        obs, _ = env.reset(seed=seed + k)
-        frames, actions, rewards = [obs], [], [0.0]
-        for action in rng.integers(6, size=steps):
-            obs, reward, *_ = env.step(int(action))
-            frames.append(obs)
-            actions.append(int(action))
-            rewards.append(float(reward))
-        write_episode(out / f"ep_{k:03d}.npz", {
-            "image": np.stack(frames), "action": one_hot_actions(np.array(actions), 6),
-            "reward": np.array(rewards, np.float32)})
-    env.close()
+        write_episode(out / f"ep_{k:03d}.npz", real_clip("9x9", seed + k, rng.integers(6, size=steps)))
     return out
 
 
 def tiny_random_world(run_dir: Path, episodes: Path) -> Path:
-    """A tiny untrained RAD world (64x64 pixels, window 4) with a bank of real clips."""
-    cfg = ModelConfig(latent_channels=3, latent_size=64, patch_size=16, width=32, depth=2,
-                      heads=2, window=4, memory="lstm", memory_hidden=32, memory_action_dim=8)
+    """The ``tiny`` preset, untrained (64x64 pixels, window 4), with a bank of real clips."""
+    config = resolve_config("tiny")
     torch.manual_seed(0)
-    model = RADModel(cfg)
+    model = build_world(config).model
     with torch.no_grad():
         model.head.bias[1] = -20.0  # never terminate, like Memory Maze
-    save_world(run_dir, RunConfig(model=cfg, latent=LatentConfig(kind="pixels")), model)
+    save_world(run_dir, config, model)
     make_context_bank(episodes, run_dir / BANK_FILE, clips=4, context_len=8)
     return run_dir
 

@@ -3,7 +3,7 @@
 Adding an environment is one :class:`EnvEntry` in :data:`ENVS`. Entry points are strings
 (``"module:attr"``), so registering imports nothing heavy: torch, MuJoCo and the model load only
 when ``gymnasium.make`` calls the entry point. This module imports only gymnasium, the standard
-library and ``world_model.data.memory_maze`` (constants only; it imports no simulator).
+library and ``world_model.sim.memory_maze`` (constants only; it imports no simulator).
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from typing import Any
 
 import gymnasium
 
-from world_model.data.memory_maze import SIZES as MAZE_SIZES
+from world_model.sim.memory_maze import SIZES as MAZE_SIZES
 
 logger = logging.getLogger(__name__)
 
-_REAL_MAZE = "world_model.data.maze_env:MemoryMazeEnv"
+_REAL_MAZE = "world_model.sim.maze_env:MemoryMazeEnv"
 
 
 @dataclass(frozen=True)

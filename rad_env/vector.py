@@ -1,6 +1,6 @@
 """N learned worlds stepped by ONE batched call of the rollout engine, behind two vector APIs.
 
-:class:`~rad_env.env.BatchedWorlds` holds the engine state of ``N`` rows and does every reset,
+:class:`~rad_env.worlds.BatchedWorlds` holds the engine state of ``N`` rows and does every reset,
 step and observation. Two faces put the RL conventions on top of it, and nothing else:
 
 * :class:`RADVecEnv` - a stable-baselines3 ``VecEnv``: finished rows reset at once (a new real
@@ -14,7 +14,7 @@ step and observation. Two faces put the RL conventions on top of it, and nothing
   info in ``infos["final_obs"]``/``infos["final_info"]``) or ``"disabled"`` (reset rows yourself
   with ``reset(options={"reset_mask": mask})``).
 
-Both take the keyword arguments of :class:`~rad_env.env.BatchedWorlds` (checkpoint, contexts,
+Both take the keyword arguments of :class:`~rad_env.worlds.BatchedWorlds` (checkpoint, contexts,
 device, steps, dtype, ...) and expose ``get_state()``/``set_state()`` for all rows.
 """
 
@@ -29,7 +29,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from rad_env.env import BatchedWorlds, WorldSnapshot
+from rad_env.worlds import BatchedWorlds, WorldSnapshot
 from world_model.errors import UserError
 
 try:  # stable-baselines3 is the optional extra `rl`; only RADVecEnv needs it

@@ -25,26 +25,33 @@ def real_episodes_dir(tmp_path_factory):
     """
     if importlib.util.find_spec("memory_maze") is None:
         pytest.skip("the Memory Maze simulator is not installed (pip install 'rad-env[maze]')")
-    from world_model.data.format import GLOBAL_KEYS, one_hot_actions, write_episode
-    from world_model.data.memory_maze import NUM_ACTIONS, make_dm_env
+    from world_model.data.format import write_episode
+    from world_model.sim.memory_maze import NUM_ACTIONS, make_dm_env
+    from world_model.sim.recorder import record_episode
 
     root = tmp_path_factory.mktemp("real_episodes")
     env = make_dm_env("9x9", seed=0, global_observables=True, image_only_obs=False)
     rng = np.random.default_rng(0)
     try:
-        for episode in range(3):
-            step = env.reset()
-            observations, actions, rewards = [step.observation], [], [0.0]
-            for action in rng.integers(NUM_ACTIONS, size=40):
-                step = env.step(int(action))
-                observations.append(step.observation)
-                actions.append(int(action))
-                rewards.append(float(step.reward))
-            data = {key: np.stack([np.asarray(o[key]) for o in observations])
-                    for key in ("image", *GLOBAL_KEYS)}
-            data["action"] = one_hot_actions(np.array(actions), NUM_ACTIONS)
-            data["reward"] = np.array(rewards, dtype=np.float32)
-            write_episode(root / f"episode-{episode:03d}.npz", data)
+        for episode in range(3):  # three mazes of one task
+            rec = record_episode(env, rng.integers(NUM_ACTIONS, size=40))
+            write_episode(root / f"episode-{episode:03d}.npz", rec.episode())
     finally:
         env.close()
     return root
+
+
+@pytest.fixture(scope="session")
+def make_tiny_world(real_episodes_dir):
+    """``make_tiny_world(run_dir, termination_bias=-20.0) -> run_dir``: the tiny world
+    (``model_utils.save_tiny_world``) with real clips of :func:`real_episodes_dir`."""
+    from model_utils import save_tiny_world
+
+    return lambda run_dir, **kwargs: save_tiny_world(run_dir, real_episodes_dir, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def tiny_world(make_tiny_world, tmp_path_factory):
+    """The tiny world's run directory (``.../tiny-lstm``: config.json, model.safetensors,
+    contexts.npz), shared by every test that needs a saved world."""
+    return make_tiny_world(tmp_path_factory.mktemp("worlds") / "tiny-lstm")

@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 
 import world_model
-from world_model.rollout import RolloutEngine
-from world_model.sampler import SamplerConfig
+from world_model.config import RunConfig, SamplerConfig
+from world_model.engine.rollout import RolloutEngine
 
 OLD_WORLD = Path(__file__).parent / "data" / "old_world"
 ATOL = 1e-5
@@ -62,3 +62,15 @@ def test_old_config_fields_keep_loading():
     saved = json.loads((OLD_WORLD / "config.json").read_text())
     assert saved["diffusion"]["reward_loss_weight"] == 0.1  # the old layout, as written
     assert world.config.model.memory == "lstm" and world.config.model.window == 3
+    assert (world.config.train.reward_loss_weight, world.config.train.termination_loss_weight) == (
+        0.1, 0.01)
+
+
+def test_loss_weights_under_diffusion_move_to_train():
+    data = json.loads((OLD_WORLD / "config.json").read_text())
+    data["diffusion"]["reward_loss_weight"] = 0.5
+    data["diffusion"]["termination_loss_weight"] = 0.25
+    config = RunConfig.from_dict(data)
+    assert (config.train.reward_loss_weight, config.train.termination_loss_weight) == (0.5, 0.25)
+    assert "reward_loss_weight" not in config.to_dict()["diffusion"]
+    assert RunConfig.from_dict(config.to_dict()) == config  # and the new layout round-trips

@@ -18,17 +18,11 @@ if importlib.util.find_spec("memory_maze") is None or importlib.util.find_spec("
     pytest.skip("the Memory Maze simulator is not installed (pip install 'rad-env[maze]')",
                 allow_module_level=True)
 
-from world_model.data.collect import (
-    JobResult,
-    OutputDir,
-    collect,
-    collect_episode,
-    episode_path,
-    episode_seed,
-    run_jobs,
-)
 from world_model.data.format import GLOBAL_KEYS, list_episodes, read_episode
 from world_model.errors import UserError
+from world_model.sim.collect import collect, collect_episode, episode_seed
+from world_model.sim.output_dir import OutputDir, episode_path
+from world_model.sim.pool import JobResult, run_jobs
 
 STEPS, SEED = 30, 7
 
@@ -138,7 +132,7 @@ class _Job:
 
 def test_worker_processes_run_every_job_once_and_report_it_here():
     seen = []
-    results = run_jobs([_Job(i) for i in range(6)], workers=2, fast=False, on_result=seen.append)
+    results = run_jobs([_Job(i) for i in range(6)], workers=2, on_result=seen.append)
     assert sorted(r.index for r in results) == list(range(6)) and seen == results
     assert str(os.getpid()) not in {r.notes[0] for r in results}, "ran in other processes"
 
@@ -146,7 +140,7 @@ def test_worker_processes_run_every_job_once_and_report_it_here():
 def test_a_failing_job_in_a_worker_is_raised_here_with_its_type():
     jobs = [_Job(0), _Job(1, fail=True), *(_Job(i) for i in range(2, 200))]
     with pytest.raises(UserError, match="job 1 failed on purpose"):
-        run_jobs(jobs, workers=2, fast=False)
+        run_jobs(jobs, workers=2)
 
 
 def _rad(*args: str) -> list[str]:

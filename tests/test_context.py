@@ -6,27 +6,23 @@ from __future__ import annotations
 
 import pytest
 import torch
-from model_utils import MEMORIES, MODES, tiny_model
+from model_utils import MEMORIES, MODES, tiny_engine, tiny_model
 
-from world_model.checkpoint import World
-from world_model.config import DiffusionConfig, LatentConfig, ModelConfig, RunConfig
-from world_model.diffusion import Diffusion
+from world_model.config import DiffusionConfig, ModelConfig, RunConfig
+from world_model.diffusion.schedule import Diffusion
+from world_model.engine.rollout import RolloutEngine
 from world_model.errors import CheckpointError, UserError
 from world_model.latents import PixelCodec
-from world_model.model import RADModel
-from world_model.objective import Batch, WorldModelObjective
-from world_model.rollout import RolloutEngine
-from world_model.sampler import SamplerConfig
-from world_model.windows import has_previous, previous_frames, teacher_mask, temporal_mask
+from world_model.network.model import RADModel
+from world_model.network.windows import has_previous, previous_frames, teacher_mask, temporal_mask
+from world_model.training.objective import Batch, WorldModelObjective
 
 B, T = 2, 8
 ATOL = 2e-5
 
 
 def engine_for(model: RADModel, diffusion: DiffusionConfig) -> RolloutEngine:
-    config = RunConfig(model=model.cfg, diffusion=diffusion, latent=LatentConfig(frame_size=8))
-    return RolloutEngine(World(config, model, Diffusion(diffusion), PixelCodec()),
-                         SamplerConfig(steps=3))
+    return tiny_engine(model, diffusion, steps=3)
 
 
 def sequence(seed=0):

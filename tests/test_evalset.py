@@ -8,7 +8,7 @@ import logging
 import numpy as np
 import pytest
 
-from world_model.data import navigation as nav
+from world_model.sim import navigation as nav
 
 HAVE_MAZE = (importlib.util.find_spec("memory_maze") is not None
              and importlib.util.find_spec("dm_control") is not None)
@@ -64,7 +64,7 @@ def test_path_follower_aims_at_corners_and_stops_at_the_goal():
 
 @pytest.fixture(scope="module")
 def evalset(tmp_path_factory):
-    from world_model.data.evalset import make_evalset
+    from world_model.sim.evalset import make_evalset
 
     out = tmp_path_factory.mktemp("evalset")
     return make_evalset(out, 2, seed=SEED, min_frames=MIN_FRAMES, max_frames=MAX_FRAMES)
@@ -107,7 +107,7 @@ def test_trajectory_returns_within_half_a_cell_of_the_start(episodes):
 
 @needs_maze
 def test_return_cells_mirror_outbound_cells_and_follow_a_shortest_path(episodes):
-    from world_model.data.evalset import visited_cells
+    from world_model.sim.evalset import visited_cells
 
     for ep in episodes:
         pos, k = ep["agent_pos"], int(ep["outbound_frames"])
@@ -128,7 +128,7 @@ def test_agent_turns_around_in_place_at_the_goal(episodes):
 
 @needs_maze
 def test_recorded_seed_reproduces_the_trajectory(episodes):
-    from world_model.data.evalset import make_trajectory
+    from world_model.sim.evalset import make_trajectory
 
     ep = episodes[0]
     again = make_trajectory("9x9", int(ep["seed"]), MIN_FRAMES, MAX_FRAMES)
@@ -138,8 +138,8 @@ def test_recorded_seed_reproduces_the_trajectory(episodes):
 
 @needs_maze
 def test_failed_attempt_is_logged_and_replaced_by_another_seed(tmp_path, monkeypatch, caplog):
-    from world_model.data import evalset
     from world_model.data.format import read_episode
+    from world_model.sim import evalset
 
     real, calls = evalset.make_trajectory, []
 
@@ -150,7 +150,7 @@ def test_failed_attempt_is_logged_and_replaced_by_another_seed(tmp_path, monkeyp
         return real(size, seed, min_frames, max_frames)
 
     monkeypatch.setattr(evalset, "make_trajectory", first_fails)
-    with caplog.at_level(logging.WARNING, logger="world_model.data.evalset"):
+    with caplog.at_level(logging.WARNING, logger="world_model.sim.evalset"):
         [path] = evalset.make_evalset(tmp_path, 1, seed=SEED, min_frames=MIN_FRAMES,
                                       max_frames=MAX_FRAMES)
     assert calls == [evalset.attempt_seed(SEED, 0, 0), evalset.attempt_seed(SEED, 0, 1)]
@@ -161,7 +161,7 @@ def test_failed_attempt_is_logged_and_replaced_by_another_seed(tmp_path, monkeyp
 
 @needs_maze
 def test_trajectory_that_never_succeeds_is_not_saved(tmp_path, monkeypatch):
-    from world_model.data import evalset
+    from world_model.sim import evalset
 
     def always_fails(*args):
         raise evalset.Rejected("too short (simulated)")
@@ -176,7 +176,7 @@ def test_trajectory_that_never_succeeds_is_not_saved(tmp_path, monkeypatch):
 
 @needs_maze
 def test_too_short_range_is_rejected_not_saved():
-    from world_model.data import evalset
+    from world_model.sim import evalset
 
     with pytest.raises(evalset.Rejected, match="no goal"):
         evalset.make_trajectory("9x9", evalset.attempt_seed(SEED, 0, 0), 2, 5)

@@ -9,15 +9,17 @@ import json
 import imageio.v3 as iio
 import numpy as np
 import pytest
-from model_utils import tiny_model
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from world_model.checkpoint import save_world
 from world_model.cli import main as rad
-from world_model.config import DiffusionConfig, LatentConfig, RunConfig
 from world_model.data.format import list_episodes, read_episode, write_episode
 from world_model.errors import DataError
-from world_model.evaluate import Trajectory, load_trajectories, matched_outbound, return_mask
+from world_model.evaluation.protocol import (
+    Trajectory,
+    load_trajectories,
+    matched_outbound,
+    return_mask,
+)
 
 # (context_frames, outbound_frames, frames) of the two evaluation files: different on purpose
 SPLITS = ((25, 20, 41), (30, 16, 38))
@@ -37,12 +39,9 @@ def eval_dir(real_episodes_dir, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    """A tiny random (untrained) world on 64x64 pixel latents: window 3, depth 2 (horizon 5)."""
-    model = tiny_model("lstm", "frame", latent_size=64, patch_size=16)
-    config = RunConfig(model=model.cfg, diffusion=DiffusionConfig(),
-                       latent=LatentConfig(kind="pixels", frame_size=64))
-    return save_world(tmp_path_factory.mktemp("runs") / "tiny-lstm", config, model)
+def checkpoint(tiny_world):
+    """The tiny random (untrained) world on 64x64 pixel latents (conftest), named tiny-lstm."""
+    return tiny_world
 
 
 def run_eval(checkpoint, eval_dir, out, *extra):

@@ -12,9 +12,9 @@ if importlib.util.find_spec("memory_maze") is None or importlib.util.find_spec("
     pytest.skip("the Memory Maze simulator is not installed (pip install 'rad-env[maze]')",
                 allow_module_level=True)
 
-from world_model.data import fast_maze
-from world_model.data import navigation as nav
-from world_model.data.memory_maze import make_dm_env
+from world_model.sim import fast_maze
+from world_model.sim import navigation as nav
+from world_model.sim.memory_maze import make_dm_env
 
 SEED, STEPS = 0, 100
 

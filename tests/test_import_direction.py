@@ -1,9 +1,14 @@
-"""Imports follow the data flow: world_model -> rad_env -> agents, never backwards.
+"""Imports follow the data flow: world_model -> rad_env -> agents, never backwards, and inside
+world_model every layer imports only the layers below it.
 
 world_model imports neither rad_env nor agents; rad_env never imports agents; nothing imports
-agents (agents is the end of the line). Read from the source with ``ast``: ``import``/``from``
-statements (relative ones resolved), ``importlib.import_module("...")`` and ``__import__`` calls
-with a literal name, and ``"package.module:attr"`` entry-point strings.
+agents (agents is the end of the line). Inside world_model (:data:`LAYERS`): the episode data
+imports nothing of the rest (but errors and atomic writes); the network imports nothing of the
+diffusion, the engine, training or evaluation; the engine never imports training, evaluation or
+the simulators; training never imports the engine; evaluation never imports training. Read from
+the source with ``ast``: ``import``/``from`` statements (relative ones resolved),
+``importlib.import_module("...")`` and ``__import__`` calls with a literal name, and
+``"package.module:attr"`` entry-point strings.
 """
 
 from __future__ import annotations
@@ -22,6 +27,35 @@ FORBIDDEN = {
     "rad_env": {"agents"},
     "agents": set(),
 }
+_WM = "world_model."
+_ABOVE_DATA = ("config", "configs", "devices", "latents", "network", "diffusion", "world",
+               "checkpoint", "engine", "training", "evaluation", "sim", "commands", "cli")
+#: Layers inside world_model: module prefix -> the world_model modules it must not import.
+LAYERS = {
+    "world_model.errors": _ABOVE_DATA + ("data", "io"),
+    "world_model.io": _ABOVE_DATA + ("data",),
+    "world_model.data": _ABOVE_DATA,
+    "world_model.sim": ("config", "configs", "devices", "latents", "network", "diffusion", "world",
+                        "checkpoint", "engine", "training", "evaluation", "commands", "cli"),
+    "world_model.config": ("latents", "network", "diffusion", "world", "checkpoint", "engine",
+                           "training", "evaluation", "data", "sim", "commands", "cli"),
+    "world_model.devices": ("config", "latents", "network", "diffusion", "world", "checkpoint",
+                            "engine", "training", "evaluation", "data", "sim", "commands", "cli"),
+    "world_model.latents": ("network", "diffusion", "world", "checkpoint", "engine", "training",
+                            "evaluation", "data", "sim", "commands", "cli"),
+    "world_model.network": ("diffusion", "latents", "world", "checkpoint", "engine", "training",
+                            "evaluation", "data", "sim", "commands", "cli"),
+    "world_model.diffusion": ("network", "latents", "world", "checkpoint", "engine", "training",
+                              "evaluation", "data", "sim", "commands", "cli"),
+    "world_model.world": ("checkpoint", "engine", "training", "evaluation", "data", "sim",
+                          "commands", "cli"),
+    "world_model.checkpoint": ("engine", "training", "evaluation", "data", "sim", "commands", "cli"),
+    "world_model.engine": ("checkpoint", "training", "evaluation", "data", "sim", "commands", "cli"),
+    "world_model.training": ("engine", "evaluation", "sim", "commands", "cli"),
+    "world_model.evaluation": ("training", "sim", "commands", "cli"),
+}
+#: Exceptions to :data:`LAYERS`: the frame metrics are a leaf that the VAE trainer validates with.
+ALLOWED = {"world_model.training": ("world_model.evaluation.metrics",)}
 _ENTRY_POINT = re.compile(r"^([A-Za-z_][\w.]*):[A-Za-z_]\w*$")
 
 
@@ -61,6 +95,23 @@ def imported_modules(source: str, module: str, is_package: bool) -> set[str]:
     return names
 
 
+def _layer(module: str) -> str | None:
+    """The :data:`LAYERS` entry ``module`` belongs to (the longest matching prefix)."""
+    matches = [p for p in LAYERS if module == p or module.startswith(p + ".")]
+    return max(matches, key=len) if matches else None
+
+
+def _below(layer: str, name: str) -> str | None:
+    """The forbidden layer ``name`` falls in, for a module of ``layer``; None if allowed."""
+    if any(name == a or name.startswith(a + ".") for a in ALLOWED.get(layer, ())):
+        return None
+    for forbidden in LAYERS[layer]:
+        prefix = _WM + forbidden
+        if name == prefix or name.startswith(prefix + "."):
+            return prefix
+    return None
+
+
 def violations(root: Path) -> list[str]:
     """Every import in ``root/<package>/**.py`` that goes against the data flow."""
     found = []
@@ -69,11 +120,15 @@ def violations(root: Path) -> list[str]:
             module = _module_name(path, root)
             imported = imported_modules(path.read_text(encoding="utf-8"), module,
                                         path.name == "__init__.py")
+            layer = _layer(module)
             for name in sorted(imported):
                 top = name.split(".")[0]
                 if top in FORBIDDEN[package]:
                     found.append(f"{path.relative_to(root)}: imports {name} "
                                  f"({package} must not import {top})")
+                elif layer is not None and (culprit := _below(layer, name)):
+                    found.append(f"{path.relative_to(root)}: imports {name} "
+                                 f"({layer} must not import {culprit})")
     return found
 
 
@@ -95,6 +150,15 @@ def _write(root: Path, relative: str, source: str) -> None:
     ("rad_env/registration.py", "EP = 'agents.ppo:Policy'\n", "agents.ppo"),
     ("rad_env/sub/z.py", "from ...agents import ppo\n", "agents"),
     ("world_model/data/z.py", "from ... import rad_env\n", "rad_env"),
+    ("world_model/engine/x.py", "from world_model.training import run\n", "world_model.training"),
+    ("world_model/network/x.py", "from ..engine import rollout\n", "world_model.engine"),
+    ("world_model/network/y.py", "import world_model.evaluation.metrics\n",
+     "world_model.evaluation.metrics"),
+    ("world_model/data/w.py", "from world_model.network.model import RADModel\n",
+     "world_model.network.model"),
+    ("world_model/training/t.py", "from world_model.engine.rollout import E\n",
+     "world_model.engine.rollout"),
+    ("world_model/evaluation/e.py", "from ..training.run import train\n", "world_model.training.run"),
 ])
 def test_the_checker_catches_each_kind_of_backward_import(tmp_path, relative, source, culprit):
     for package in PACKAGES:
@@ -107,7 +171,10 @@ def test_the_checker_catches_each_kind_of_backward_import(tmp_path, relative, so
 def test_the_checker_allows_the_forward_direction(tmp_path):
     for package in PACKAGES:
         _write(tmp_path, f"{package}/__init__.py", "")
-    _write(tmp_path, "rad_env/env.py", "import world_model\nfrom world_model.rollout import Engine\n")
+    _write(tmp_path, "rad_env/env.py",
+           "import world_model\nfrom world_model.engine.rollout import Engine\n")
     _write(tmp_path, "agents/ppo.py", "import rad_env\nfrom . import planning\n")
     _write(tmp_path, "world_model/data/a.py", "from .format import read_episode\n")
+    _write(tmp_path, "world_model/engine/r.py", "from ..network.model import RADModel\n")
+    _write(tmp_path, "world_model/training/v.py", "from world_model.evaluation.metrics import psnr\n")
     assert violations(tmp_path) == []

@@ -22,9 +22,10 @@ if importlib.util.find_spec("memory_maze") is None:  # its __init__ needs legacy
                 allow_module_level=True)
 
 import rad_env  # registers the ids
-from world_model.data.maze_env import GLOBAL_KEYS, MemoryMazeEnv, maze_observation_space
-from world_model.data.memory_maze import SIZES, _looks_like_gl_error, make_dm_env
+from world_model.data.format import GLOBAL_KEYS
 from world_model.errors import UserError
+from world_model.sim.maze_env import MemoryMazeEnv, maze_observation_space
+from world_model.sim.memory_maze import SIZES, _looks_like_gl_error, make_dm_env
 
 ACTIONS = [1, 1, 3, 1, 4, 2, 1, 5]
 
@@ -126,7 +127,7 @@ def test_all_sizes_and_variants_are_registered_with_string_entry_points():
     for size, steps in SIZES.items():
         for suffix, extra in (("", False), ("-ExtraObs", True)):
             spec = gymnasium.spec(f"MemoryMaze-{size}{suffix}-v0")
-            assert spec.entry_point == "world_model.data.maze_env:MemoryMazeEnv"
+            assert spec.entry_point == "world_model.sim.maze_env:MemoryMazeEnv"
             assert spec.kwargs == {"size": size, "extra_obs": extra}
             assert spec.max_episode_steps == steps
     assert rad_env.register_envs() == []  # idempotent

@@ -7,9 +7,9 @@ import torch
 from model_utils import MEMORIES, MODES, tiny_model
 
 from world_model.config import DiffusionConfig
-from world_model.diffusion import Diffusion
+from world_model.diffusion.schedule import Diffusion
 from world_model.latents import PixelCodec
-from world_model.objective import WorldModelObjective
+from world_model.training.objective import WorldModelObjective
 
 B, T = 2, 8
 

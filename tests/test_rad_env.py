@@ -1,7 +1,7 @@
 """RADEnv: the learned world behind the Gymnasium API, started from real frames.
 
 A tiny random world (pixel latents, reward head) is saved with real Memory Maze clips as its
-context bank; every test drives it through the public API only.
+context bank (the ``tiny_world`` fixture); every test drives it through the public API only.
 """
 
 from __future__ import annotations
@@ -14,45 +14,16 @@ from pathlib import Path
 import gymnasium
 import numpy as np
 import pytest
-import torch
 from gymnasium.error import ResetNeeded
+from model_utils import CONTEXT, STEPS
 
-from rad_env.contexts import BANK_FILE, ContextBank, make_context_bank
-from rad_env.env import SHIPPED_WORLD, RADEnv
-from world_model.checkpoint import WEIGHTS_FILE, save_world
-from world_model.config import LatentConfig, ModelConfig, RunConfig
+from rad_env.bank import BANK_FILE, ContextBank
+from rad_env.env import RADEnv
+from rad_env.worlds import SHIPPED_WORLD
+from world_model.checkpoint import WEIGHTS_FILE
 from world_model.data.format import action_indices, read_episode
-from world_model.data.maze_env import maze_observation_space
 from world_model.errors import CheckpointError, DataError, UserError
-from world_model.model import RADModel
-
-STEPS = 2  # DDIM steps: the tests check plumbing, not image quality
-CONTEXT = 8
-
-
-def save_tiny_world(run_dir: Path, episodes: Path, termination_bias: float = -20.0) -> Path:
-    """A tiny random RAD world (64x64 pixel latents, window 4, LSTM memory, reward head) with a
-    bank of 6 real clips of 8 frames (2 with 16 real follow-up frames). ``termination_bias``
-    sets the termination logit's bias: -20 never ends an episode (like Memory Maze), +20 always."""
-    cfg = ModelConfig(latent_channels=3, latent_size=64, patch_size=16, width=32, depth=2, heads=2,
-                      window=4, memory="lstm", memory_hidden=32, memory_action_dim=8)
-    torch.manual_seed(0)
-    model = RADModel(cfg)
-    with torch.no_grad():  # adaLN-Zero leaves outputs at zero: give every path some signal
-        for p in model.parameters():
-            if p.abs().sum() == 0:
-                p.normal_(std=0.2)
-        model.head.bias[1] = termination_bias
-    save_world(run_dir, RunConfig(model=cfg, latent=LatentConfig(kind="pixels", frame_size=64)),
-               model)
-    make_context_bank(episodes, run_dir / BANK_FILE, clips=6, context_len=CONTEXT, follow_len=16,
-                      follow_clips=2, seed=0)
-    return run_dir
-
-
-@pytest.fixture(scope="session")
-def tiny_world(real_episodes_dir, tmp_path_factory) -> Path:
-    return save_tiny_world(tmp_path_factory.mktemp("tiny_world"), real_episodes_dir)
+from world_model.sim.maze_env import maze_observation_space
 
 
 def make(world: Path, **kwargs) -> RADEnv:
@@ -206,7 +177,7 @@ def test_context_bank_holds_real_clips_and_their_real_continuation(real_episodes
 
 
 # -- rewards, termination, truncation, rendering, dtype -------------------------------------------
-def test_reward_and_termination_come_from_the_heads(tmp_path, real_episodes_dir, tiny_world):
+def test_reward_and_termination_come_from_the_heads(tmp_path, make_tiny_world, tiny_world):
     rounded, raw = make(tiny_world), make(tiny_world, reward_mode="raw")
     for env in (rounded, raw):
         env.reset(seed=2)
@@ -215,7 +186,7 @@ def test_reward_and_termination_come_from_the_heads(tmp_path, real_episodes_dir,
         _, r_raw, _, _, info_raw = raw.step(action)
         assert r_raw == pytest.approx(info_raw["reward_raw"]) == pytest.approx(info_round["reward_raw"])
         assert r_round == float(info_round["reward_raw"] >= 0.5) and not term
-    ending = make(save_tiny_world(tmp_path / "ending", real_episodes_dir, termination_bias=20.0))
+    ending = make(make_tiny_world(tmp_path / "ending", termination_bias=20.0))
     ending.reset(seed=0)
     _, _, terminated, truncated, info = ending.step(1)
     assert terminated and not truncated and info["termination_prob"] > 0.5
@@ -256,6 +227,7 @@ def test_bfloat16_compute_dtype_steps(tiny_world):
     (-1, r"action -1 is outside Discrete\(6\)"),
     (1.5, "not an integer"),
     (np.array([1, 2]), "not an integer"),
+    (np.array([2.0]), "not an integer"),
 ])
 def test_a_bad_action_is_named(tiny_world, action, message):
     env = make(tiny_world)
@@ -273,11 +245,12 @@ FRAMES = np.zeros((3, 64, 64, 3), np.uint8)
 
 
 @pytest.mark.parametrize("options,message", [
-    ({"frames": FRAMES.astype(np.float32), "actions": [0, 1, 2]}, r"\(C, 64, 64, 3\) uint8.*float32"),
+    ({"frames": FRAMES.astype(np.float32), "actions": [0, 1, 2]},
+     r"\(C, H, W, 3\) uint8 with H = W = 64.*float32"),
     ({"frames": FRAMES[:, :32, :32], "actions": [0, 1, 2]}, r"\(3, 32, 32, 3\)"),
-    ({"frames": FRAMES, "actions": [0, 1]}, r"actions must be \(3,\) integers"),
-    ({"frames": FRAMES, "actions": [0, 1.5, 2]}, "integers"),
-    ({"frames": FRAMES, "actions": [0, 1, 9]}, r"in \[0, 6\), got \[9\]"),
+    ({"frames": FRAMES, "actions": [0, 1]}, r"actions must be integer \(3,\)"),
+    ({"frames": FRAMES, "actions": [0, 1.5, 2]}, "integer"),
+    ({"frames": FRAMES, "actions": [0, 1, 9]}, r"action 9 at index 2 is outside Discrete\(6\)"),
     ({"frames": FRAMES}, "'frames' and 'actions' go together"),
     ({"frames": FRAMES, "actions": [0, 1, 2], "clip": 1}, "drop 'context' and 'clip'"),
     ({"context": "dream"}, "'dream'"),
@@ -343,8 +316,8 @@ def test_the_shipped_world_loads_and_steps():
 
 
 def test_without_shipped_weights_the_default_env_says_so(monkeypatch, tmp_path):
-    import rad_env.env
+    import rad_env.worlds
 
-    monkeypatch.setattr(rad_env.env, "SHIPPED_WORLD", tmp_path / "memory-maze-9x9")
+    monkeypatch.setattr(rad_env.worlds, "SHIPPED_WORLD", tmp_path / "memory-maze-9x9")
     with pytest.raises(CheckpointError, match="ships no world weights"):
         RADEnv()

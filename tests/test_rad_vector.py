@@ -7,27 +7,23 @@ import gymnasium
 import numpy as np
 import pytest
 from gymnasium.vector import AutoresetMode
-from test_rad_env import CONTEXT, STEPS, save_tiny_world
+from model_utils import CONTEXT, STEPS
 
-from rad_env.contexts import BANK_FILE, ContextBank
+from rad_env.bank import BANK_FILE, ContextBank
 from rad_env.env import RADEnv
 from rad_env.vector import RADVecEnv, RADVectorEnv
 from world_model.errors import UserError
 
 
-@pytest.fixture(scope="module")
-def tiny_world(real_episodes_dir, tmp_path_factory):
-    return save_tiny_world(tmp_path_factory.mktemp("tiny_world_vec"), real_episodes_dir)
-
-
 def count_engine_calls(monkeypatch, worlds) -> list[int]:
-    """Record the batch size of every engine.step call."""
+    """Record the batch size of every engine.step call (the engine is not asked to re-check)."""
     calls: list[int] = []
     step = worlds.engine.step
 
-    def counted(state, actions):
+    def counted(state, actions, validate=True):
+        assert validate is False  # checked once, by the env
         calls.append(len(actions))
-        return step(state, actions)
+        return step(state, actions, validate)
 
     monkeypatch.setattr(worlds.engine, "step", counted)
     return calls
@@ -79,8 +75,8 @@ def test_finished_rows_reset_at_once_with_terminal_observation_and_truncation_fl
     assert not dones.any() and infos[0]["step"] == 1
 
 
-def test_a_terminated_row_is_not_flagged_as_truncated(tmp_path, real_episodes_dir):
-    world = save_tiny_world(tmp_path / "ending", real_episodes_dir, termination_bias=20.0)
+def test_a_terminated_row_is_not_flagged_as_truncated(tmp_path, make_tiny_world):
+    world = make_tiny_world(tmp_path / "ending", termination_bias=20.0)
     env = RADVecEnv(2, world, steps=STEPS)
     env.reset()
     _, _, dones, infos = env.step(np.array([0, 1]))
@@ -94,9 +90,9 @@ def test_vec_env_reset_options_and_bad_actions(tiny_world):
     env.set_options({"clip": 3})
     obs = env.reset()
     assert all(np.array_equal(o, bank.frames[3, -1]) for o in obs)
-    with pytest.raises(UserError, match=r"action 6 \(environment 1\) is outside Discrete\(6\)"):
+    with pytest.raises(UserError, match=r"action 6 at index 1 is outside Discrete\(6\)"):
         env.step(np.array([0, 6]))
-    with pytest.raises(UserError, match=r"shape \(2,\)"):
+    with pytest.raises(UserError, match=r"actions must be integer \(2,\)"):
         env.step(np.array([0, 1, 2]))
     assert env.get_attr("render_mode") == [None, None]
     assert env.env_is_wrapped(gymnasium.Wrapper) == [False, False]

@@ -7,26 +7,22 @@ import itertools
 
 import pytest
 import torch
-from model_utils import MEMORIES, MODES, tiny_model
+from model_utils import MEMORIES, MODES, tiny_engine, tiny_model
 
-from world_model.checkpoint import World
-from world_model.config import DiffusionConfig, LatentConfig, RunConfig
-from world_model.diffusion import Diffusion
+from world_model.config import DiffusionConfig, SamplerConfig
+from world_model.diffusion.ddim import DDIMSampler
+from world_model.diffusion.schedule import Diffusion
+from world_model.engine.rollout import RolloutEngine
+from world_model.engine.world_state import WorldState
 from world_model.errors import UserError
-from world_model.latents import PixelCodec
-from world_model.rollout import RolloutEngine, WorldState
-from world_model.sampler import DDIMSampler, SamplerConfig
-from world_model.windows import window_start
+from world_model.network.windows import window_start
 
 B, T = 2, 8  # tiny models: window 3, depth 2, 8x8 pixel latents; T > window so memory matters
 ATOL = 2e-5
 
 
 def make_engine(memory="lstm", mode="frame", steps=3, eta=0.0, **over) -> RolloutEngine:
-    model = tiny_model(memory, mode, **over)
-    config = RunConfig(model=model.cfg, latent=LatentConfig(frame_size=8))
-    world = World(config, model, Diffusion(DiffusionConfig()), PixelCodec())
-    return RolloutEngine(world, SamplerConfig(steps=steps, eta=eta))
+    return tiny_engine(tiny_model(memory, mode, **over), steps=steps, eta=eta)
 
 
 def sequence(seed=0, batch=B, length=T):

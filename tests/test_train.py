@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -11,21 +12,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from model_utils import MEMORIES, MODES
+from model_utils import MEMORIES, MODES, tiny_config
 
 from world_model.checkpoint import load, save_world
-from world_model.config import DiffusionConfig, LatentConfig, ModelConfig, RunConfig, TrainConfig
+from world_model.config import DiffusionConfig, LatentConfig, RunConfig, TrainConfig
 from world_model.data.format import action_indices, list_episodes, read_episode
-from world_model.diffusion import Diffusion
+from world_model.diffusion.schedule import Diffusion
 from world_model.errors import CheckpointError
 from world_model.latents import PixelCodec
-from world_model.model import RADModel
-from world_model.objective import Batch, WorldModelObjective
-from world_model.train import TrainOptions, train
+from world_model.network.model import RADModel
+from world_model.training.objective import Batch, WorldModelObjective
+from world_model.training.run import TrainOptions, train
 
-PIXEL_MODEL = {"latent_channels": 3, "latent_size": 64, "patch_size": 16, "width": 64, "depth": 2, "heads": 2,
-                   "window": 3, "memory_hidden": 16, "memory_action_dim": 8, "mamba_state": 4, "mamba_heads": 2,
-                   "ttt_heads": 2}
+#: The tiny model on 64x64 pixel latents (real frames), twice as wide.
+PIXEL_MODEL = {"latent_size": 64, "patch_size": 16, "width": 64}
 
 
 def real_clip(directory: Path, T: int = 8) -> Batch:
@@ -39,7 +39,7 @@ def real_clip(directory: Path, T: int = 8) -> Batch:
 @pytest.mark.parametrize("memory", MEMORIES)
 def test_each_memory_and_mode_overfits_a_tiny_real_sequence(real_episodes_dir, memory, mode):
     torch.manual_seed(0)
-    model = RADModel(ModelConfig(memory=memory, mode=mode, **PIXEL_MODEL))
+    model = RADModel(tiny_config(memory, mode, **PIXEL_MODEL))
     objective = WorldModelObjective(model, Diffusion(DiffusionConfig(clean_prob=0.0)), PixelCodec())
     batch = real_clip(real_episodes_dir)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
@@ -61,7 +61,7 @@ def tiny_run_config(**train_over) -> RunConfig:
     train_cfg = {"seq_len": 6, "batch_size": 2, "steps": 6, "warmup_steps": 2, "log_every": 1, "val_every": 3,
                      "checkpoint_every": 3, "val_batches": 1, "num_workers": 0, "val_fraction": 0.34, "seed": 3}
     train_cfg.update(train_over)
-    return RunConfig(model=ModelConfig(**PIXEL_MODEL), latent=LatentConfig("pixels"),
+    return RunConfig(model=tiny_config(**PIXEL_MODEL), latent=LatentConfig("pixels"),
                      train=TrainConfig(**train_cfg))
 
 
@@ -144,7 +144,7 @@ def test_an_existing_run_is_not_overwritten_without_resume(tmp_path, real_episod
 
 def test_rad_train_cli_resumes_after_being_killed(tmp_path, real_episodes_dir):
     cfg = tmp_path / "cfg.json"
-    cfg.write_text(json.dumps({"model": PIXEL_MODEL, "train": {
+    cfg.write_text(json.dumps({"model": dataclasses.asdict(tiny_config(**PIXEL_MODEL)), "train": {
         "seq_len": 6, "batch_size": 2, "steps": 400, "checkpoint_every": 2, "log_every": 1,
         "val_every": 1000, "num_workers": 0, "val_fraction": 0.34}}))
     out = tmp_path / "run"
@@ -174,7 +174,7 @@ def test_rad_train_cli_resumes_after_being_killed(tmp_path, real_episodes_dir):
 
 def test_two_process_gloo_ddp_run_completes(tmp_path, real_episodes_dir):
     cfg = tmp_path / "cfg.json"
-    cfg.write_text(json.dumps({"model": PIXEL_MODEL, "train": {
+    cfg.write_text(json.dumps({"model": dataclasses.asdict(tiny_config(**PIXEL_MODEL)), "train": {
         "seq_len": 6, "batch_size": 1, "steps": 3, "checkpoint_every": 3, "log_every": 1,
         "val_every": 3, "val_batches": 1, "num_workers": 0, "val_fraction": 0.34}}))
     env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}

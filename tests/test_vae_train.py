@@ -15,7 +15,8 @@ from world_model import cli
 from world_model.data.format import read_episode
 from world_model.errors import CheckpointError, DataError, UserError
 from world_model.latents import VAECodec, load_vae
-from world_model.vae_train import TRAIN_STATE_FILE, VAETrainConfig, parse_channels, train_vae
+from world_model.training.vae import VAETrainConfig, parse_channels, train_vae
+from world_model.training.vae_files import TRAIN_STATE_FILE
 
 # Three stages -> 16x16 latents for 64x64 frames, as with the default widths, but tiny.
 TINY = VAETrainConfig(steps=2, batch_size=2, channels=(8, 8, 16), mid_block_attention=False,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -18,11 +17,10 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from world_model.config import RunConfig
-from world_model.diffusion import Diffusion
-from world_model.errors import CheckpointError
+from world_model.devices import resolve_device
+from world_model.errors import CheckpointError, UserError
 from world_model.io import atomic_write
-from world_model.latents import PixelCodec, VAECodec, latent_mismatch, load_vae
-from world_model.model import RADModel
+from world_model.world import World, build_world
 
 logger = logging.getLogger(__name__)
 
@@ -30,25 +28,6 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 TRAIN_STATE_FILE = "train_state.pt"
 VAE_DIR = "vae"
-
-
-@dataclass
-class World:
-    """A trained world model: the network, its objective, its frame codec and its config."""
-
-    config: RunConfig
-    model: RADModel
-    diffusion: Diffusion
-    codec: nn.Module
-
-    def to(self, device) -> World:
-        self.model.to(device)
-        self.codec.to(device)
-        return self
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
 
 
 def save_weights(path: str | Path, state_dict: dict[str, torch.Tensor]) -> None:
@@ -98,7 +77,8 @@ def load_state_into(module: nn.Module, path: Path) -> None:
 
 
 def load(run_dir: str | Path, device: str | torch.device = "cpu") -> World:
-    """Rebuild a trained world from its directory alone.
+    """Rebuild a trained world from its directory alone (``device``: see
+    :func:`world_model.devices.resolve_device`).
 
     Raises:
         CheckpointError: missing files, an incompatible config version, or weights that do not
@@ -108,18 +88,15 @@ def load(run_dir: str | Path, device: str | torch.device = "cpu") -> World:
     if not run_dir.is_dir():
         raise CheckpointError(f"{run_dir}: no such checkpoint directory")
     config = RunConfig.load(run_dir / CONFIG_FILE)
-    model = RADModel(config.model, config.diffusion.num_levels)
-    load_state_into(model, run_dir / WEIGHTS_FILE)
+    vae_dir = None
     if config.latent.kind == "vae":
         vae_dir = run_dir / VAE_DIR
         if not vae_dir.is_dir():
             raise CheckpointError(f"{vae_dir}: missing (config.json says latents come from a VAE)")
-        codec: nn.Module = VAECodec(load_vae(vae_dir))
-    else:
-        codec = PixelCodec()
-    mismatch = latent_mismatch(codec, config.model.latent_channels, config.model.latent_size,
-                               config.latent.frame_size)
-    if mismatch:
-        raise CheckpointError(f"{run_dir}: {mismatch}")
-    model.eval().requires_grad_(False)
-    return World(config, model, Diffusion(config.diffusion), codec).to(device)
+    try:
+        world = build_world(config, vae_path=vae_dir)
+    except UserError as exc:
+        raise CheckpointError(f"{run_dir}: {exc}") from exc
+    load_state_into(world.model, run_dir / WEIGHTS_FILE)
+    world.model.eval().requires_grad_(False)
+    return world.to(resolve_device(device))

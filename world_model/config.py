@@ -1,8 +1,15 @@
-"""Typed, frozen configuration of every component, saved beside the weights it built.
+"""Typed, frozen configuration of the world, saved beside the weights it built, and how it is read.
 
 ``ModelConfig`` describes the network, ``DiffusionConfig`` the noise schedule and objective,
-``TrainConfig`` the training run. ``RunConfig`` groups them; it is what ``config.json`` in a run
-directory holds, with a format version so an incompatible file is refused with a clear message.
+``LatentConfig`` the frame codec, ``TrainConfig`` the training run. ``RunConfig`` groups them; it is
+what ``config.json`` in a run directory holds, with a format version so an incompatible file is
+refused with a clear message (a field that moved section is moved back on load:
+:data:`MOVED_FIELDS`). ``SamplerConfig`` says how frames are sampled from a trained world.
+
+:func:`resolve_config` is the one reader of a preset name or JSON file plus ``--set
+section.field=value`` overrides (``rad train``, the benchmarks). Each command's run options that
+are not saved with the weights (``TrainOptions``, ``VAETrainConfig``, ``EvalSettings``) live beside
+the loop they drive, one dataclass per script.
 """
 
 from __future__ import annotations
@@ -148,8 +155,6 @@ class DiffusionConfig:
     """'augmented': the highest context noise level drawn in training."""
     context_level: int = 20
     """'augmented': the context noise level the rollout engine uses."""
-    reward_loss_weight: float = 0.1
-    termination_loss_weight: float = 0.01
 
     def validate(self) -> DiffusionConfig:
         def need(ok: bool, msg: str) -> None:
@@ -216,6 +221,10 @@ class TrainConfig:
     precision: Literal["float32", "bfloat16"] = "float32"
     """Compute dtype of the forward pass: 'bfloat16' runs it under ``torch.autocast`` (AMX on
     recent Xeons, tensor cores on GPUs) with float32 master weights, optimiser and loss."""
+    reward_loss_weight: float = 0.1
+    """Weight of the reward head's MSE in the training loss."""
+    termination_loss_weight: float = 0.01
+    """Weight of the termination head's binary cross-entropy in the training loss."""
 
     def validate(self) -> TrainConfig:
         if self.precision not in ("float32", "bfloat16"):
@@ -252,6 +261,7 @@ class RunConfig:
                 f"{source}: config format version {version!r} is not supported "
                 f"(this rad-env reads version {CONFIG_VERSION})"
             )
+        data = _move_fields(data)
         try:
             return cls(
                 model=_build(ModelConfig, data.get("model", {}), f"{source}: model"),
@@ -282,6 +292,23 @@ class RunConfig:
         return cls.from_dict(data, str(path))
 
 
+#: Fields that moved section: ``(old section, field) -> new section``. Files written before the
+#: move still load: the field is moved where it lives now (a value in both places: the new wins).
+MOVED_FIELDS = {
+    ("diffusion", "reward_loss_weight"): "train",
+    ("diffusion", "termination_loss_weight"): "train",
+}
+
+
+def _move_fields(data: dict[str, Any]) -> dict[str, Any]:
+    data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
+    for (old, name), new in MOVED_FIELDS.items():
+        if isinstance(data.get(old), dict) and name in data[old]:
+            value = data[old].pop(name)
+            data.setdefault(new, {}).setdefault(name, value)
+    return data
+
+
 def _build(cls, values: dict[str, Any], where: str):
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - names)
@@ -305,3 +332,55 @@ def load_config_file(path: str | Path) -> RunConfig:
         return RunConfig.from_dict(data, str(path))
     except CheckpointError as exc:
         raise UserError(str(exc)) from exc
+
+
+SECTIONS = ("model", "diffusion", "latent", "train")
+
+
+def resolve_config(name_or_path: str | Path, overrides: list[str] = ()) -> RunConfig:
+    """A preset name (``world_model/configs/*.json``: tiny, cpu-small, gpu-base) or a JSON file,
+    with ``section.field=value`` overrides applied in order (values are JSON; a bare word is a
+    string: ``model.memory=none``)."""
+    from world_model.configs import preset_names, preset_path
+
+    path = Path(name_or_path) if Path(name_or_path).exists() else preset_path(str(name_or_path))
+    if path is None:
+        raise UserError(f"--config {str(name_or_path)!r}: no such file or preset "
+                        f"(presets: {', '.join(preset_names())})")
+    data = load_config_file(path).to_dict()
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        section, dot, name = key.partition(".")
+        if not sep or not dot or section not in SECTIONS:
+            raise UserError(f"--set {item!r}: expected SECTION.FIELD=VALUE with SECTION one of "
+                            f"{', '.join(SECTIONS)}")
+        if name not in data[section]:
+            raise UserError(f"--set {item!r}: {section} has no field {name!r}")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw  # bare strings: model.memory=none
+        data[section][name] = value
+    try:
+        return RunConfig.from_dict(data, "config")
+    except Exception as exc:
+        raise UserError(str(exc)) from exc
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """How frames are sampled from a trained world (not saved with it: chosen per use)."""
+
+    steps: int = 50
+    """DDIM steps per frame (paper: 50); at most the number of noise levels K."""
+    eta: float = 0.0
+    """DDIM stochasticity: 0 is deterministic DDIM, 1 the DDPM-like posterior variance."""
+
+    def validate(self, num_levels: int | None = None) -> SamplerConfig:
+        if self.steps < 1:
+            raise UserError(f"sampler steps must be >= 1, got {self.steps}")
+        if num_levels is not None and self.steps > num_levels:
+            raise UserError(f"sampler steps ({self.steps}) exceed the {num_levels} noise levels")
+        if not 0.0 <= self.eta <= 1.0:
+            raise UserError(f"sampler eta must be in [0, 1], got {self.eta}")
+        return self

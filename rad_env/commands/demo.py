@@ -7,9 +7,10 @@ Examples:
 
 The world starts from real frames of a clip of its context bank (--clip, or one drawn with
 --seed among the clips with a real replay). It then follows the clip's recorded real actions,
-and random actions beyond them. The video shows the real replay (left) beside the imagined run
-(right) where the replay exists; green border: real context, red: imagined, grey: real replay.
-It prints the imagined frames/s (stepping only) and, against the replay, the PSNR.
+and random actions beyond them. The video shows the real clip and its replay (left, grey border;
+black after the replay ends) beside the imagined run (right; green border: real context, red:
+imagined). It prints the imagined frames/s (stepping only) and, against the replay, the PSNR
+(mean over frames, as rad eval).
 GIF needs nothing; MP4 needs imageio-ffmpeg.
 """
 
@@ -35,40 +36,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-GREEN, RED, GREY = (40, 200, 40), (220, 40, 40), (128, 128, 128)
-
-
-def framed(image, color, scale: int):
-    """``(H, W, 3) uint8`` -> upscaled by ``scale`` with a 2-pixel border of ``color``."""
-    import numpy as np
-
-    big = image.repeat(scale, 0).repeat(scale, 1)
-    out = np.empty((big.shape[0] + 4, big.shape[1] + 4, 3), np.uint8)
-    out[:] = color
-    out[2:-2, 2:-2] = big
-    return out
-
-
-def psnr(a, b) -> float:
-    """PSNR in dB of uint8 images ``a`` against ``b`` (any equal shapes)."""
-    import numpy as np
-
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
-
-
 def main(args: argparse.Namespace) -> int:
     import time
 
-    import imageio.v3 as iio
     import numpy as np
     from tqdm import tqdm
 
-    from rad_env.env import DEFAULT_STEPS, RADEnv
+    from rad_env.env import RADEnv
+    from rad_env.worlds import DEFAULT_STEPS
     from world_model.errors import UserError
+    from world_model.evaluation.metrics import psnr
+    from world_model.evaluation.videos import check_video_path, side_by_side, write_video
 
     if args.frames < 1 or args.scale < 1 or args.fps < 1:
         raise UserError("--frames, --scale and --fps must be >= 1")
+    check_video_path(args.out)
     steps = DEFAULT_STEPS if args.steps is None else args.steps
     env = RADEnv(args.checkpoint, contexts=args.contexts, steps=steps, device=args.device,
                  dtype=args.dtype, max_steps=max(args.frames, 1000))
@@ -98,25 +80,22 @@ def main(args: argparse.Namespace) -> int:
     env.close()
 
     context = bank.clip(clip, env.worlds.contexts.context_len).frames
-    blank = np.zeros_like(context[0])
-    video = [np.concatenate([framed(f, GREEN, args.scale)] * 2, axis=1) for f in context]
-    for t, frame in enumerate(imagined):
-        left = framed(real[t], GREY, args.scale) if t < len(real) else framed(blank, GREY, args.scale)
-        video.append(np.concatenate([left, framed(frame, RED, args.scale)], axis=1))
-    out = str(args.out)
-    if out.lower().endswith(".gif"):
-        iio.imwrite(out, np.stack(video), duration=1000 / args.fps, loop=0)
-    else:
-        iio.imwrite(out, np.stack(video), fps=args.fps)
+    imagined = np.stack(imagined)
+    n = min(len(real), len(imagined))
+    # left: the real trajectory (context, then the real replay, black where there is none)
+    blank = np.zeros((len(imagined) - n, *context.shape[1:]), np.uint8)
+    video = side_by_side(np.concatenate([context, real[:n], blank]), [imagined], len(context),
+                         args.scale)
+    path = write_video(args.out, video, args.fps)
 
     print(f"{len(imagined)} frames imagined from real clip {clip} ({len(context)} context "
           f"frames, {steps} DDIM steps, {env.worlds.engine.device}): "
           f"{len(imagined) / elapsed:.2f} frames/s; predicted reward {rewards:g}")
-    if len(real):
-        n = len(real)
+    if n:
         print(f"first {n} frames follow the recorded real actions: PSNR "
-              f"{psnr(np.stack(imagined[:n]), real):.2f} dB against the real replay")
+              f"{psnr(real[:n], imagined[:n]).mean():.2f} dB against the real replay "
+              f"(mean over frames)")
     else:
         print("this clip has no real replay: random actions, imagined frames only")
-    print(f"video: {out}")
+    print(f"video: {path}")
     return 0

@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from world_model.data.collect import quiet_simulator_logs
+    from world_model.sim.memory_maze import quiet_simulator_logs
 
     if not getattr(args, "verbose", False):
         quiet_simulator_logs()
@@ -36,7 +36,8 @@ def main(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from world_model.data.collect import Progress, collect
+    from world_model.sim.collect import collect
+    from world_model.sim.pool import Progress
 
     state: dict = {}
 

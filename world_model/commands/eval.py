@@ -40,29 +40,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def resolve_device(name: str) -> str:
-    """``auto`` -> CUDA when present, else CPU; a clear error for an unusable device."""
-    import torch
-
-    from world_model.distributed import pick_device
-    from world_model.errors import UserError
-
-    try:
-        device = pick_device(name)
-    except RuntimeError as exc:
-        raise UserError(f"--device {name!r}: {exc}") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {name!r}: CUDA is not available on this machine")
-    return str(device)
-
-
 def main(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from world_model.devices import resolve_device
     from world_model.errors import UserError
-    from world_model.evaluate import EvalSettings, evaluate, markdown_table
+    from world_model.evaluation.protocol import EvalSettings, evaluate
+    from world_model.evaluation.report import markdown_table
 
-    device = resolve_device(args.device)
+    device = str(resolve_device(args.device))
     if args.max_trajectories is not None and args.max_trajectories < 1:
         raise UserError(f"--max-trajectories must be >= 1, got {args.max_trajectories}")
     if args.horizon is not None and args.horizon < 1:

@@ -29,14 +29,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from world_model.data.collect import quiet_simulator_logs
+    from world_model.sim.memory_maze import quiet_simulator_logs
 
     if not getattr(args, "verbose", False):
         quiet_simulator_logs()
     from tqdm import tqdm
 
-    from world_model.data.collect import Progress
-    from world_model.data.evalset import make_evalset
+    from world_model.sim.evalset import make_evalset
+    from world_model.sim.pool import Progress
 
     bars: list[tqdm] = []
 

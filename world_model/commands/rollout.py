@@ -59,16 +59,20 @@ def main(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from world_model.checkpoint import load
-    from world_model.commands.eval import resolve_device
+    from world_model.config import SamplerConfig
     from world_model.data.format import action_indices, read_episode
+    from world_model.engine.rollout import RolloutEngine
     from world_model.errors import DataError, UserError
-    from world_model.evaluate import check_video_path, imagined_panel, side_by_side, write_video
-    from world_model.metrics import psnr, ssim
-    from world_model.rollout import RolloutEngine
-    from world_model.sampler import SamplerConfig
+    from world_model.evaluation.metrics import psnr, ssim
+    from world_model.evaluation.videos import (
+        check_video_path,
+        imagined_panel,
+        side_by_side,
+        write_video,
+    )
 
     check_video_path(args.out)
-    world = load(args.checkpoint, resolve_device(args.device))
+    world = load(args.checkpoint, args.device)
     engine = RolloutEngine(world, SamplerConfig(args.steps, args.eta))
     ep = read_episode(args.context)
     if "image" not in ep or "action" not in ep:

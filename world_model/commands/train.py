@@ -7,7 +7,7 @@ Examples:
   torchrun --nproc_per_node 2 -m world_model.cli train --data ... --config ... --out ...
 
 --config is a JSON file or a preset name (tiny, cpu-small, gpu-base). --set overrides single fields
-(section.field=value, JSON values). Checkpoints: OUT/config.json + OUT/model.safetensors (EMA
+(section.field=value, JSON values; world_model.config.resolve_config). Checkpoints: OUT/config.json + OUT/model.safetensors (EMA
 weights) + OUT/train_state.pt (resume). Metrics: OUT/metrics.jsonl and wandb (offline by default).
 """
 
@@ -38,40 +38,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "included): compare recipes at equal budget")
 
 
-def resolve_config(name_or_path: str, overrides: list[str]):
-    """Load a preset or file and apply ``section.field=value`` overrides."""
-    from pathlib import Path
-
-    from world_model.config import RunConfig, load_config_file
-    from world_model.configs import preset_names, preset_path
-    from world_model.errors import UserError
-
-    path = preset_path(name_or_path) if not Path(name_or_path).exists() else Path(name_or_path)
-    if path is None:
-        raise UserError(f"--config {name_or_path!r}: no such file or preset "
-                        f"(presets: {', '.join(preset_names())})")
-    data = load_config_file(path).to_dict()
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        section, dot, field = key.partition(".")
-        if not sep or not dot or section not in data or not isinstance(data[section], dict):
-            raise UserError(f"--set {item!r}: expected SECTION.FIELD=VALUE with SECTION one of "
-                            "model, diffusion, latent, train")
-        if field not in data[section]:
-            raise UserError(f"--set {item!r}: {section} has no field {field!r}")
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw  # bare strings: model.memory=none
-        data[section][field] = value
-    try:
-        return RunConfig.from_dict(data, "config")
-    except Exception as exc:
-        raise UserError(str(exc)) from exc
-
-
 def main(args: argparse.Namespace) -> int:
-    from world_model.train import TrainOptions, train
+    from world_model.config import resolve_config
+    from world_model.training.run import TrainOptions, train
 
     overrides = list(args.set)
     if args.steps is not None:

@@ -17,7 +17,7 @@ import os
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    # Defaults mirror world_model.vae_train.VAETrainConfig (not imported here: it pulls in torch);
+    # Defaults mirror world_model.training.vae.VAETrainConfig (not imported here: it pulls in torch);
     # tests/test_vae_train.py checks that they agree.
     p.add_argument("--data", required=True, help="directory of episode .npz files (>= 2 files)")
     p.add_argument("--out", required=True, help="output AutoencoderKL directory")
@@ -55,7 +55,7 @@ def main(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from world_model.errors import UserError
-    from world_model.vae_train import VAETrainConfig, parse_channels, train_vae
+    from world_model.training.vae import VAETrainConfig, parse_channels, train_vae
 
     wandb_mode = args.wandb or os.environ.get("WANDB_MODE") or "offline"
     if wandb_mode not in ("offline", "online", "disabled"):

@@ -1,1 +1,2 @@
-"""Real-environment data: simulators, collection, evaluation sets and training datasets."""
+"""Episode data: the file format (:mod:`.format`) and training datasets of random windows
+(:mod:`.dataset`). Imports nothing of the rest of ``world_model`` but errors and atomic writes."""

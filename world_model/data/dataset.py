@@ -151,6 +151,35 @@ def split_episodes(paths: Sequence[Path], val_fraction: float, root: str | os.Pa
     return [p for p in paths if p not in val], [p for p in paths if p in val]
 
 
+# -- uniform windows ------------------------------------------------------------------------------
+
+class WindowIndex:
+    """Every window of ``seq_len`` consecutive frames of a list of files, drawn uniformly.
+
+    A file of ``L`` frames has ``max(L - seq_len + 1, 0)`` windows; window ``w`` of all of them is
+    in file ``searchsorted(ends, w, 'right')``. The one place windows are drawn: training batches
+    (:class:`EpisodeWindows`) and the learned world's data contexts (``rad_env``) alike.
+    """
+
+    def __init__(self, lengths: Sequence[int], seq_len: int) -> None:
+        windows = np.clip(np.asarray(lengths, dtype=np.int64) - seq_len + 1, 0, None)
+        self.ends = np.cumsum(windows)
+
+    @property
+    def num_windows(self) -> int:
+        """Distinct windows over all files."""
+        return int(self.ends[-1]) if len(self.ends) else 0
+
+    def locate(self, window: int) -> tuple[int, int]:
+        """``(file index, first frame)`` of window ``window`` in ``[0, num_windows)``."""
+        index = int(np.searchsorted(self.ends, window, side="right"))
+        return index, window - (int(self.ends[index - 1]) if index else 0)
+
+    def draw(self, rng: np.random.Generator) -> tuple[int, int]:
+        """A uniformly drawn window (one ``rng.integers`` draw): ``(file index, first frame)``."""
+        return self.locate(int(rng.integers(self.num_windows)))
+
+
 # -- reading one window ---------------------------------------------------------------------------
 
 def read_window(zf: zipfile.ZipFile, key: str, start: int, stop: int) -> np.ndarray:
@@ -175,6 +204,15 @@ def read_window(zf: zipfile.ZipFile, key: str, start: int, stop: int) -> np.ndar
         raise DataError(f"{key!r} is truncated: {len(data)} bytes, expected {(stop - start) * row}")
     out = np.frombuffer(data, dtype=dtype).reshape((stop - start, *shape[1:]))
     return out.astype(dtype.newbyteorder("="), copy=True)
+
+
+def read_clip(path: str | os.PathLike, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+    """Frames ``image[start:stop]`` ``(T, H, W, 3) uint8`` and the actions that led to them
+    ``(T,) int64`` (0 for ``image[0]``) of one episode file, reading no further than ``stop``."""
+    with zipfile.ZipFile(path) as zf:
+        frames = read_window(zf, "image", start, stop)
+        actions = action_indices(read_window(zf, "action", start, stop))
+    return frames, actions
 
 
 # -- the data set ---------------------------------------------------------------------------------
@@ -229,14 +267,13 @@ class EpisodeWindows(IterableDataset):
         self.start_step = int(start_step)
         self.num_batches = num_batches
         self.rank, self.world_size = int(rank), int(world_size)
-        windows = np.array([f.length - seq_len + 1 for f in self.files], dtype=np.int64)
-        self._ends = np.cumsum(windows)  # window w is in file searchsorted(ends, w, "right")
+        self.windows = WindowIndex([f.length for f in self.files], seq_len)
         self._bad: set[int] = set()  # files found unreadable (per process)
 
     @property
     def num_windows(self) -> int:
         """Distinct windows of length ``seq_len`` over all files."""
-        return int(self._ends[-1])
+        return self.windows.num_windows
 
     def set_start_step(self, step: int) -> None:
         """Make the next iteration start at batch ``step`` (call before creating the iterator)."""
@@ -271,11 +308,9 @@ class EpisodeWindows(IterableDataset):
                 raise DataError(
                     f"all {len(self.files)} episode files are unreadable"
                     f"{f' under {self.root}' if self.root else ''} (see the warnings above)")
-            window = int(rng.integers(self.num_windows))
-            index = int(np.searchsorted(self._ends, window, side="right"))
+            index, start = self.windows.draw(rng)
             if index in self._bad:
                 continue
-            start = window - (int(self._ends[index - 1]) if index else 0)
             try:
                 return self._read(index, start)
             except _READ_ERRORS as exc:

@@ -19,7 +19,7 @@ _ORIGINAL = "_rad_original_update_activation"
 
 
 def _target_sphere_class():
-    from world_model.data.memory_maze import _tasks_module
+    from world_model.sim.memory_maze import _tasks_module
 
     _tasks_module()  # sets MUJOCO_GL before dm_control is first imported
     from dm_control.locomotion.props import target_sphere

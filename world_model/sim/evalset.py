@@ -28,18 +28,14 @@ from pathlib import Path
 
 import numpy as np
 
-from world_model.data import navigation as nav
-from world_model.data.collect import (
-    EpisodeRecorder,
-    JobResult,
-    OutputDir,
-    Progress,
-    episode_path,
-    run_jobs,
-)
 from world_model.data.format import write_episode
-from world_model.data.memory_maze import make_dm_env, parse_size
 from world_model.errors import UserError
+from world_model.sim import navigation as nav
+from world_model.sim.collect import run_simulator_jobs
+from world_model.sim.memory_maze import make_dm_env, parse_size
+from world_model.sim.output_dir import OutputDir, episode_path
+from world_model.sim.pool import JobResult, Progress
+from world_model.sim.recorder import EpisodeRecorder
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +187,7 @@ def make_evalset(out: str | os.PathLike, trajectories: int, *, env: str = "memor
                  progress: Callable[[Progress], None] | None = None) -> list[Path]:
     """Write ``trajectories`` outbound-and-return trajectories to ``out/ep_{i:06d}.npz``.
 
-    Resumable like :func:`~world_model.data.collect.collect`: existing files are kept, settings
+    Resumable like :func:`~world_model.sim.collect.collect`: existing files are kept, settings
     are checked against ``out/rad-evalset.json``. Rejected attempts are logged as warnings.
 
     Returns:
@@ -226,5 +222,5 @@ def make_evalset(out: str | os.PathLike, trajectories: int, *, env: str = "memor
             if progress is not None:
                 progress(Progress(done, trajectories, result))
 
-        run_jobs(todo, workers=workers, fast=fast, on_result=on_result)
+        run_simulator_jobs(todo, workers, fast, on_result)
     return paths

@@ -30,8 +30,8 @@ from gymnasium import spaces
 from gymnasium.error import ResetNeeded
 
 from world_model.data.format import GLOBAL_KEYS
-from world_model.data.memory_maze import NUM_ACTIONS, SIZES, _tasks_module, make_dm_env, parse_size
 from world_model.errors import UserError
+from world_model.sim.memory_maze import NUM_ACTIONS, SIZES, _tasks_module, make_dm_env, parse_size
 
 logger = logging.getLogger(__name__)
 

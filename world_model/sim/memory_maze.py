@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import logging
 import os
 import re
 import sys
@@ -143,3 +144,10 @@ def _looks_like_gl_error(exc: BaseException) -> bool:
             tb = tb.tb_next
         exc = exc.__cause__ or exc.__context__
     return False
+
+
+def quiet_simulator_logs() -> None:
+    """Hide dm_control/absl/PyOpenGL start-up chatter below ERROR (e.g. "Cannot set velocity on
+    Entity with no free joint", printed at every reset)."""
+    for name in ("absl", "OpenGL"):
+        logging.getLogger(name).setLevel(logging.ERROR)

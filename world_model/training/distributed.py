@@ -1,4 +1,7 @@
-"""Process-group setup for ``torchrun`` (DistributedDataParallel: gloo on CPU, nccl on GPU)."""
+"""Process-group setup for ``torchrun`` (DistributedDataParallel: gloo on CPU, nccl on GPU).
+
+The device of each process: :func:`world_model.devices.resolve_device` with its ``LOCAL_RANK``.
+"""
 
 from __future__ import annotations
 
@@ -22,15 +25,6 @@ class DistInfo:
     @property
     def enabled(self) -> bool:
         return self.world_size > 1
-
-
-def pick_device(requested: str | None = None, local_rank: int = 0) -> torch.device:
-    """``'auto'``/None: CUDA when present (one GPU per local rank), else CPU."""
-    if requested in (None, "auto"):
-        if torch.cuda.is_available():
-            return torch.device("cuda", local_rank % torch.cuda.device_count())
-        return torch.device("cpu")
-    return torch.device(requested)
 
 
 def init_distributed(device: torch.device) -> DistInfo:

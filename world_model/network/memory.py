@@ -6,7 +6,7 @@ carrying a recurrent state. The state is a tuple of tensors whose first axis is 
 callers can clone, index, reset and move it.
 
 Interface (``rows`` = independent sequences):
-    init_state(rows, device, dtype) -> State        each tensor (rows, *feature)
+    init_state(rows, device, dtype) -> RowState     each tensor (rows, *feature)
     step(u (rows, Din), state) -> (out (rows, Dout), new_state)
     scan(u (rows, T, Din), state, keep) -> (out (rows, T, Dout), kept states, final state)
         kept states: each tensor (rows, len(keep), *feature), the state *before* frame keep[j]
@@ -25,7 +25,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-State = tuple[Tensor, ...]
+#: A memory block's recurrent state over independent rows: tensors ``(rows, *feature)``; LSTM
+#: ``(h, c)``, Mamba2 ``(conv buffer, SSM state)``, TTT ``(W,)`` (see each class).
+RowState = tuple[Tensor, ...]
+#: One RAD layer's memory state for B worlds: the :data:`RowState` tensors reshaped to
+#: ``(B, N, *feature)`` (a row per world and token position), or None for memory ``'none'``.
+LayerMemory = tuple[Tensor, ...] | None
+#: The memory state of every layer of the network (``depth`` :data:`LayerMemory`, first first).
+MemoryState = list[LayerMemory]
 
 
 class Memory(nn.Module):
@@ -37,10 +44,10 @@ class Memory(nn.Module):
     def state_shapes(self) -> tuple[tuple[int, ...], ...]:
         raise NotImplementedError
 
-    def init_state(self, rows: int, device=None, dtype=torch.float32) -> State:
+    def init_state(self, rows: int, device=None, dtype=torch.float32) -> RowState:
         return tuple(torch.zeros((rows, *s), device=device, dtype=dtype) for s in self.state_shapes())
 
-    def step(self, u: Tensor, state: State) -> tuple[Tensor, State]:
+    def step(self, u: Tensor, state: RowState) -> tuple[Tensor, RowState]:
         raise NotImplementedError
 
     def scan_inputs(self, u: Tensor) -> Tensor:
@@ -48,17 +55,17 @@ class Memory(nn.Module):
         (``(rows, T, Din)`` -> ``(rows, T, *)``); by default none."""
         return u
 
-    def scan_step(self, x: Tensor, state: State) -> tuple[Tensor, State]:
+    def scan_step(self, x: Tensor, state: RowState) -> tuple[Tensor, RowState]:
         """One recurrent step on a :meth:`scan_inputs` slice; by default :meth:`step`."""
         return self.step(x, state)
 
-    def scan(self, u: Tensor, state: State, keep: Tensor | None = None,
-             detach_every: int = 0) -> tuple[Tensor, State, State]:
+    def scan(self, u: Tensor, state: RowState, keep: Tensor | None = None,
+             detach_every: int = 0) -> tuple[Tensor, RowState, RowState]:
         """Run the recurrence over ``u (rows, T, Din)``; see the module docstring."""
         xs = self.scan_inputs(u)
         T = u.shape[1]
         keep_set = _keep_positions(keep, T)
-        kept: dict[int, State] = {}
+        kept: dict[int, RowState] = {}
         outs = []
         for t in range(T):
             if t in keep_set:
@@ -78,7 +85,7 @@ def _keep_positions(keep: Tensor | None, T: int) -> set[int]:
     return {int(i) for i in keep.tolist()}
 
 
-def _gather_kept(kept: dict[int, State], keep: Tensor | None, final: State) -> State:
+def _gather_kept(kept: dict[int, RowState], keep: Tensor | None, final: RowState) -> RowState:
     order = sorted(kept) if keep is None else [int(i) for i in keep.tolist()]
     if not order:
         return tuple(f.new_empty((f.shape[0], 0, *f.shape[1:])) for f in final)
@@ -103,7 +110,7 @@ class LSTMMemory(Memory):
     def scan_inputs(self, u: Tensor) -> Tensor:
         return F.linear(u, self.cell.weight_ih, self.cell.bias_ih)  # (rows, T, 4H): one matmul
 
-    def scan_step(self, xw: Tensor, state: State) -> tuple[Tensor, State]:
+    def scan_step(self, xw: Tensor, state: RowState) -> tuple[Tensor, RowState]:
         h, c = state
         gates = xw + F.linear(h, self.cell.weight_hh, self.cell.bias_hh)
         i, f, g, o = gates.chunk(4, dim=-1)

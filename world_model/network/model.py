@@ -10,8 +10,11 @@ Three passes share every weight:
                        (attention parallel over frames, one recurrent scan per layer). Paper Sec. 4.3.
 * ``forward_frame``  - one frame against cached keys/values of its context (the rollout engine).
 
-Memory states are explicit: per layer a tuple of tensors shaped ``(B, N, *feature)`` (N tokens per
-frame), or ``None`` for memory ``'none'``. The network knows nothing of the noise schedule.
+(plus ``forward_context``, the windowed pass of a noisy and a clean stream together.) The layers
+are :class:`~world_model.network.block.RADBlock`. Memory states are explicit
+(:data:`~world_model.network.memory.MemoryState`: per layer tensors ``(B, N, *feature)``, N tokens
+per frame, or None for memory ``'none'``), as is the temporal-attention cache
+(:data:`~world_model.network.layers.KVCache`). The network knows nothing of the noise schedule.
 """
 
 from __future__ import annotations
@@ -23,22 +26,17 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from world_model.config import ModelConfig
-from world_model.layers import (
-    MLP,
-    Attention,
+from world_model.network.block import RADBlock
+from world_model.network.layers import (
+    KVCache,
     LevelEmbedding,
     apply_rope,
     modulate,
     rope_2d,
     rope_angles,
 )
-from world_model.memory import State, make_memory
-from world_model.windows import read_index, teacher_mask, temporal_mask
-
-#: Per layer: the memory state tuple (each ``(B, N, *feature)``), or None without memory.
-MemoryState = list
-#: Per layer: cached temporal keys and values of context frames, each ``(B, N, heads, P, head_dim)``.
-KVCache = list
+from world_model.network.memory import MemoryState
+from world_model.network.windows import read_index, teacher_mask, temporal_mask
 
 
 @dataclass
@@ -49,142 +47,6 @@ class ModelOutput:
     """``(B, T)`` predicted reward of each frame."""
     termination_logit: Tensor | None = None
     """``(B, T)`` logit that the frame ends the episode."""
-
-
-class RADBlock(nn.Module):
-    """One RAD layer: spatial attention, temporal attention, memory, MLP; adaLN-Zero throughout."""
-
-    def __init__(self, cfg: ModelConfig) -> None:
-        super().__init__()
-        D = cfg.width
-        self.cfg = cfg
-        self.norm_s = nn.LayerNorm(D, elementwise_affine=False, eps=1e-6)
-        self.norm_t = nn.LayerNorm(D, elementwise_affine=False, eps=1e-6)
-        self.norm_f = nn.LayerNorm(D, elementwise_affine=False, eps=1e-6)
-        self.spatial = Attention(D, cfg.heads)
-        self.temporal = Attention(D, cfg.heads)
-        self.mlp = MLP(D, int(D * cfg.mlp_ratio))
-        self.memory = make_memory(cfg.memory, D + cfg.memory_action_dim, cfg)
-        n_mod = 9
-        if self.memory is not None:
-            self.norm_m = nn.LayerNorm(D, elementwise_affine=False, eps=1e-6)
-            self.mem_out = nn.Linear(self.memory.out_dim, D)
-            self.mem_action = (nn.Embedding(cfg.num_actions, cfg.memory_action_dim)
-                               if cfg.memory_action_dim > 0 else None)
-            n_mod = 12
-        self.ada = nn.Sequential(nn.SiLU(), nn.Linear(D, n_mod * D))
-        nn.init.zeros_(self.ada[1].weight)
-        nn.init.zeros_(self.ada[1].bias)
-
-    # -- pieces shared by every pass -------------------------------------------------------------
-    def modulations(self, c: Tensor) -> list[Tensor]:
-        """``c (B, T, D)`` -> shift/scale/gate tensors, each ``(B, T, 1, D)``."""
-        return [m[:, :, None] for m in self.ada(c).chunk(12 if self.memory is not None else 9, -1)]
-
-    def spatial_part(self, x: Tensor, mods: list[Tensor], rope_s) -> Tensor:
-        B, T, N, D = x.shape
-        h = modulate(self.norm_s(x), mods[0], mods[1]).reshape(B * T, N, D)
-        return x + mods[2] * self.spatial(h, rope_s).view(B, T, N, D)
-
-    def temporal_input(self, x: Tensor, mods: list[Tensor]) -> Tensor:
-        return modulate(self.norm_t(x), mods[3], mods[4])
-
-    def memory_input(self, x: Tensor, mods: list[Tensor], actions: Tensor) -> Tensor:
-        """``u = concat(LN-modulated y, Linear(a))``: ``(B, T, N, D + memory_action_dim)``."""
-        u = modulate(self.norm_m(x), mods[6], mods[7])
-        if self.mem_action is not None:
-            a = self.mem_action(actions)[:, :, None].expand(-1, -1, x.shape[2], -1)
-            u = torch.cat([u, a], dim=-1)
-        return u
-
-    def memory_residual(self, x: Tensor, mods: list[Tensor], mem_out: Tensor) -> Tensor:
-        return x + mods[8] * self.mem_out(mem_out)
-
-    def mlp_part(self, x: Tensor, mods: list[Tensor]) -> Tensor:
-        i = 6 if self.memory is None else 9
-        return x + mods[i + 2] * self.mlp(modulate(self.norm_f(x), mods[i], mods[i + 1]))
-
-    def read_memory(self, u: Tensor, state: State) -> Tensor:
-        """One recurrent step per frame from a given state whose result is *not* kept.
-
-        ``u (B, T, N, Din)``, state tensors ``(B, N, T, *f)`` -> ``(B, T, N, Dout)``.
-        """
-        B, T, N, _Din = u.shape
-        rows = rearrange(u, "b t n d -> (b n t) d")
-        st = tuple(s.reshape(B * N * T, *s.shape[3:]) for s in state)
-        out, _ = self.memory.step(rows, st)
-        return rearrange(out, "(b n t) d -> b t n d", b=B, n=N, t=T)
-
-    # -- the three passes ------------------------------------------------------------------------
-    def forward(self, x: Tensor, c: Tensor, actions: Tensor, rope_s, rope_t, mask: Tensor,
-                reads: State | None) -> Tensor:
-        """Windowed pass. ``x (B, T, N, D)``, ``c (B, T, D)``, ``mask (T, T)``,
-        ``reads`` tensors ``(B, N, T, *f)``: the state each frame reads."""
-        B, _T, _N, _D = x.shape
-        mods = self.modulations(c)
-        x = self.spatial_part(x, mods, rope_s)
-        h = rearrange(self.temporal_input(x, mods), "b t n d -> (b n) t d")
-        t_out = self.temporal(h, rope_t, mask)
-        x = x + mods[5] * rearrange(t_out, "(b n) t d -> b t n d", b=B)
-        if self.memory is not None:
-            x = self.memory_residual(x, mods, self.read_memory(self.memory_input(x, mods, actions), reads))
-        return self.mlp_part(x, mods)
-
-    def write(self, x: Tensor, c: Tensor, actions: Tensor, rope_s, state: State | None,
-              keep: Tensor | None, detach_every: int = 0, last: bool = False):
-        """Window-1 pass over clean frames: temporal attention sees the frame itself only, and the
-        memory runs its recurrence over the T frames. Returns ``(x, kept states, final state)``;
-        kept tensors ``(B, N, len(keep), *f)``, final ``(B, N, *f)``."""
-        B, _T, N, _D = x.shape
-        mods = self.modulations(c)
-        x = self.spatial_part(x, mods, rope_s)
-        x = x + mods[5] * self.temporal.self_only(self.temporal_input(x, mods))
-        if self.memory is None:
-            return (x if last else self.mlp_part(x, mods)), None, None
-        u = rearrange(self.memory_input(x, mods, actions), "b t n d -> (b n) t d")
-        if state is None:
-            st = self.memory.init_state(B * N, x.device, x.dtype)
-        else:
-            st = tuple(s.reshape(B * N, *s.shape[2:]) for s in state)
-        out, kept, final = self.memory.scan(u, st, keep, detach_every)
-        kept = tuple(s.reshape(B, N, *s.shape[1:]) for s in kept)
-        final = tuple(s.reshape(B, N, *s.shape[1:]) for s in final)
-        if last:  # nothing reads the last layer's output in a write pass
-            return x, kept, final
-        x = self.memory_residual(x, mods, rearrange(out, "(b n) t d -> b t n d", b=B))
-        return self.mlp_part(x, mods), kept, final
-
-    def forward_frame(self, x: Tensor, c: Tensor, actions: Tensor, rope_s, past: tuple | None,
-                      rope_new, read: State | None, key_mask: Tensor | None = None):
-        """One new frame against cached context. ``x (B, 1, N, D)``; ``past`` = cached ``(k, v)``
-        each ``(B, N, heads, P, hd)`` with the temporal RoPE of positions ``0..P-1`` already applied
-        (:meth:`RADModel.rotate_past`), or None; ``rope_new`` = the RoPE of position ``P`` (the new
-        frame's query and key); ``read`` tensors ``(B, N, *f)``; ``key_mask (B, P)`` bool
-        (True = attend) or None (all P attended).
-        Returns ``(x, (k, v))`` with this frame's keys/values ``(B, N, heads, 1, hd)`` (pre-RoPE)."""
-        B, _, N, _ = x.shape
-        mods = self.modulations(c)
-        x = self.spatial_part(x, mods, rope_s)
-        h = rearrange(self.temporal_input(x, mods), "b t n d -> (b n) t d")
-        q, k, v = self.temporal.project(h)  # (B*N, heads, 1, hd)
-        q_rot, k_rot = apply_rope(q, *rope_new), apply_rope(k, *rope_new)
-        mask = None
-        if past is not None:
-            pk, pv = (rearrange(p, "b n h l d -> (b n) h l d") for p in past)
-            k_all, v_all = torch.cat([pk, k_rot], dim=2), torch.cat([pv, v], dim=2)
-            if key_mask is not None:  # the frame always attends to itself
-                m = torch.cat([key_mask, key_mask.new_ones(B, 1)], dim=1)  # (B, P+1)
-                mask = m[:, None, None, None, :].expand(B, N, 1, 1, m.shape[1]).flatten(0, 1)
-        else:
-            k_all, v_all = k_rot, v
-        t_out = self.temporal.attend_rotated(q_rot, k_all, v_all, mask)  # mask (B*N, 1, 1, P+1)
-        x = x + mods[5] * rearrange(t_out, "(b n) t d -> b t n d", b=B)
-        if self.memory is not None:
-            u = self.memory_input(x, mods, actions)
-            state = tuple(s[:, :, None] for s in read)  # (B, N, 1, *f)
-            x = self.memory_residual(x, mods, self.read_memory(u, state))
-        new_kv = (rearrange(k, "(b n) h l d -> b n h l d", b=B), rearrange(v, "(b n) h l d -> b n h l d", b=B))
-        return self.mlp_part(x, mods), new_kv
 
 
 class RADModel(nn.Module):
@@ -202,15 +64,21 @@ class RADModel(nn.Module):
         self.norm_out = nn.LayerNorm(D, elementwise_affine=False, eps=1e-6)
         self.ada_out = nn.Sequential(nn.SiLU(), nn.Linear(D, 2 * D))
         self.patch_out = nn.Linear(D, C * p * p)
-        for layer in (self.ada_out[1], self.patch_out):
-            nn.init.zeros_(layer.weight)
-            nn.init.zeros_(layer.bias)
         if cfg.reward_head:
             self.head_norm = nn.LayerNorm(D)
             self.head = nn.Linear(D, 2)  # reward, termination logit
         cos, sin = rope_2d(cfg.grid, cfg.head_dim)
         self.register_buffer("rope_s_cos", cos, persistent=False)
         self.register_buffer("rope_s_sin", sin, persistent=False)
+        self.initialize_weights()
+
+    def initialize_weights(self) -> None:
+        """adaLN-Zero, in one place: every modulation map and the output projection start at
+        zero, so each layer starts as the identity and the prediction as zero (DiT)."""
+        zero = [block.ada[1] for block in self.blocks] + [self.ada_out[1], self.patch_out]
+        for layer in zero:
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
 
     @property
     def has_memory(self) -> bool:

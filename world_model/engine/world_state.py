@@ -1,8 +1,9 @@
 """The explicit state of B rollout worlds: a per-layer KV ring buffer of W frames, the recurrent
 memory, the clean latents still inside the window, the frame index and a torch.Generator per row.
 
-:class:`WorldState` is what the rollout engine (``world_model.rollout``) reads and updates; it can be
-cloned (to branch), indexed and assigned by rows, reset row by row, and moved between devices.
+:class:`WorldState` is what the rollout engine (:mod:`world_model.engine.rollout`) reads and
+updates; it can be cloned (to branch), indexed and assigned by rows, reset row by row, and moved
+between devices.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ import torch
 from torch import Tensor
 
 from world_model.errors import UserError
-from world_model.model import MemoryState
-from world_model.windows import window_start
+from world_model.network.memory import MemoryState
+from world_model.network.windows import window_start
 
 Rows = Tensor | np.ndarray | Sequence[int] | Sequence[bool] | int
 
@@ -50,9 +51,10 @@ class WorldState:
     """
 
     keys: list[Tensor]
-    """Per layer ``(B, N, heads, S, head_dim)``: temporal keys of context frames (pre-RoPE)."""
+    """The KV ring buffer's keys: per layer ``(B, N, heads, S, head_dim)``, the temporal keys of
+    the context frames (pre-RoPE) by slot."""
     values: list[Tensor]
-    """Per layer ``(B, N, heads, S, head_dim)``: temporal values of context frames."""
+    """Per layer ``(B, N, heads, S, head_dim)``: the temporal values of the context frames."""
     memory: MemoryState
     """Per layer the memory state the *next* frame reads (tensors ``(B, N, *f)``) or None for
     memory 'none': after frames ``0 .. window_start(t) - 1`` where ``t = frame_index``."""

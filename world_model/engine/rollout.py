@@ -21,9 +21,11 @@ So a frame costs ``steps + 2`` single-frame passes, whatever the rollout length.
 through :meth:`RolloutEngine.observe` (steps 2-3 only). Rows may sit at different frame indices
 (after a single-row reset); a key mask over the cache keeps each row's window exact.
 
-The state is an explicit :class:`~world_model.world_state.WorldState` that the engine updates in
-place (``world_model.world_state``): ``clone()`` it to
-branch, index it by rows, reset rows, move it between devices.
+The state is an explicit :class:`~world_model.engine.world_state.WorldState` that the engine
+updates in place: ``clone()`` it to branch, index it by rows, reset rows, move it between devices.
+
+Frames and actions from the caller are checked once (:mod:`world_model.engine.checks`); a caller
+that checked them at its own boundary (``rad_env``) passes ``validate=False``.
 """
 
 from __future__ import annotations
@@ -37,14 +39,23 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from world_model.checkpoint import World
+from world_model.config import SamplerConfig
+from world_model.diffusion.ddim import DDIMSampler, randn_rows
+from world_model.engine.checks import check_actions, check_frames
+from world_model.engine.world_state import WorldState, map_memory, memory_tensors, row_generators
 from world_model.errors import UserError
-from world_model.model import KVCache, MemoryState, ModelOutput
-from world_model.sampler import DDIMSampler, SamplerConfig, randn_rows
-from world_model.windows import has_previous, window_start
-from world_model.world_state import WorldState, map_memory, memory_tensors, row_generators
+from world_model.network.layers import KVCache
+from world_model.network.memory import MemoryState
+from world_model.network.model import ModelOutput
+from world_model.network.windows import has_previous, window_start
+from world_model.world import World
 
 logger = logging.getLogger(__name__)
+
+#: What :meth:`RolloutEngine.context` returns: the cached context of every row's next frame
+#: (``KVCache`` with keys already rotated, or None) and its key mask ``(B, P)`` bool (or None).
+Context = tuple[KVCache | None, Tensor | None]
+
 
 @dataclass
 class StepInfo:
@@ -62,7 +73,8 @@ class RolloutEngine:
     """Generates and observes frames of B independent worlds with one trained :class:`World`.
 
     Args:
-        world: from :func:`world_model.checkpoint.load` (model, diffusion, codec, config).
+        world: from :func:`world_model.checkpoint.load` or
+            :func:`world_model.world.build_world` (model, diffusion, codec, config).
         sampler: DDIM steps and eta.
         compute_dtype: run the network under ``torch.autocast`` in this dtype (e.g.
             ``torch.bfloat16`` on a GPU); None or the weights' dtype: no autocast. The state
@@ -127,38 +139,46 @@ class RolloutEngine:
 
     @torch.no_grad()
     def start(self, frames: Tensor | np.ndarray, actions: Tensor | np.ndarray,
-              seeds: int | Sequence[int] | None = None) -> WorldState:
+              seeds: int | Sequence[int] | None = None, validate: bool = True) -> WorldState:
         """New worlds from real context frames.
 
         Args:
             frames: ``(B, T, H, W, 3)`` uint8, ``T >= 1``.
-            actions: ``(B, T)`` int64, ``actions[:, i]`` led to frame ``i`` (0 for the first).
+            actions: ``(B, T)`` integers, ``actions[:, i]`` led to frame ``i`` (0 for the first).
             seeds: sampling noise per row (see :func:`row_generators`).
+            validate: check ``frames`` and ``actions`` (False: the caller did).
         """
-        frames = self._check_frames(frames, ndim=5)
-        return self.start_latents(self.codec.encode(frames), actions, seeds)
+        if validate:
+            check_frames(frames, "(B, T, H, W, 3)", self.frame_size)
+        frames = torch.as_tensor(frames).to(self.device)
+        return self.start_latents(self.codec.encode(frames), actions, seeds, validate)
 
     @torch.no_grad()
     def start_latents(self, latents: Tensor, actions: Tensor | np.ndarray,
-                      seeds: int | Sequence[int] | None = None) -> WorldState:
+                      seeds: int | Sequence[int] | None = None,
+                      validate: bool = True) -> WorldState:
         """As :meth:`start` from clean latents ``(B, T, C, h, w)``."""
         if latents.dim() != 5 or tuple(latents.shape[2:]) != self.latent_shape:
             raise UserError(f"latents must be (B, T, {', '.join(map(str, self.latent_shape))}), "
                             f"got {tuple(latents.shape)}")
         B, T = latents.shape[:2]
-        actions = self._check_actions(actions, (B, T))
+        actions = self._actions(actions, (B, T), validate)
         state = self.init_state(B, seeds)
         for i in range(T):
-            self.observe_latents(state, latents[:, i], actions[:, i])
+            self._observe(state, latents[:, i], actions[:, i])
         return state
 
     # -- one frame -------------------------------------------------------------------------------
     @torch.no_grad()
     def observe(self, state: WorldState, frames: Tensor | np.ndarray,
-                actions: Tensor | np.ndarray) -> StepInfo:
-        """Append REAL frames ``(B, H, W, 3)`` uint8 reached by ``actions (B,)`` (state in place)."""
-        frames = self._check_frames(frames, ndim=4, batch=state.batch_size)
-        return self.observe_latents(state, self.codec.encode(frames), actions)
+                actions: Tensor | np.ndarray, validate: bool = True) -> StepInfo:
+        """Append REAL frames ``(B, H, W, 3)`` uint8 reached by ``actions (B,)`` (state in place).
+        ``validate=False``: the caller checked both."""
+        B = state.batch_size
+        if validate:
+            check_frames(frames, "(B, H, W, 3)", self.frame_size, rows=B)
+        latents = self.codec.encode(torch.as_tensor(frames).to(self.device))
+        return self._observe(state, latents, self._actions(actions, (B,), validate))
 
     @torch.no_grad()
     def observe_latents(self, state: WorldState, latents: Tensor,
@@ -168,25 +188,29 @@ class RolloutEngine:
         if tuple(latents.shape) != (B, *self.latent_shape):
             raise UserError(f"latents must be ({B}, {', '.join(map(str, self.latent_shape))}), "
                             f"got {tuple(latents.shape)}")
-        actions = self._check_actions(actions, (B,))
+        return self._observe(state, latents, self._actions(actions, (B,), True))
+
+    def _observe(self, state: WorldState, latents: Tensor, actions: Tensor) -> StepInfo:
         return self._append(state, latents.to(self.device, torch.float32), actions,
                             self.context(state))
 
     @torch.no_grad()
-    def step(self, state: WorldState, actions: Tensor | np.ndarray) -> tuple[Tensor, StepInfo]:
-        """Generate one frame per row for ``actions (B,)`` (state in place).
+    def step(self, state: WorldState, actions: Tensor | np.ndarray,
+             validate: bool = True) -> tuple[Tensor, StepInfo]:
+        """Generate one frame per row for ``actions (B,)`` (state in place); ``validate=False``:
+        the caller checked the actions.
 
         Returns:
             ``frames (B, H, W, 3) uint8`` (decoded) and the :class:`StepInfo`.
         """
-        info = self.step_latents(state, actions)
+        info = self.step_latents(state, actions, validate)
         return self.codec.decode(info.latent), info
 
     @torch.no_grad()
-    def step_latents(self, state: WorldState, actions: Tensor | np.ndarray) -> StepInfo:
+    def step_latents(self, state: WorldState, actions: Tensor | np.ndarray,
+                     validate: bool = True) -> StepInfo:
         """As :meth:`step` without decoding: ``steps`` DDIM passes, one clean pass, one write."""
-        B = state.batch_size
-        actions = self._check_actions(actions, (B,))
+        actions = self._actions(actions, (state.batch_size,), validate)
         context = self.context(state)
         x = randn_rows(state.generators, self.latent_shape, self.device)
         for level, next_level in self.sampler.pairs():
@@ -198,7 +222,7 @@ class RolloutEngine:
 
     @torch.no_grad()
     def predict(self, state: WorldState, x: Tensor, level: int | Tensor, actions: Tensor,
-                context: tuple[KVCache | None, Tensor | None] | None = None) -> ModelOutput:
+                context: Context | None = None) -> ModelOutput:
         """The denoiser on the next frame of every row: ``x (B, C, h, w)`` at ``level`` (int or
         ``(B,)``), reached by ``actions (B,)``, against the cached context and the memory state
         the frame reads. Returns the network output with T = 1."""
@@ -219,7 +243,7 @@ class RolloutEngine:
         ok = has_previous(state.frame_index, self.window, self.mode).to(state.device)
         return state.prev * ok.view(-1, 1, 1, 1).to(state.prev.dtype)
 
-    def context(self, state: WorldState) -> tuple[KVCache | None, Tensor | None]:
+    def context(self, state: WorldState) -> Context:
         """The cached context of every row's next frame, assembled from the ring.
 
         Returns ``(past, key_mask)``: per layer ``(k, v)`` each ``(B, N, heads, P, hd)``, oldest
@@ -252,7 +276,7 @@ class RolloutEngine:
         return frame % (self.slots if self.mode == "frame" else self.window)
 
     def _append(self, state: WorldState, latent: Tensor, actions: Tensor,
-                context: tuple[KVCache | None, Tensor | None]) -> StepInfo:
+                context: Context) -> StepInfo:
         """Make the clean ``latent (B, C, h, w)`` the rows' next frame: one level-0 pass for its
         keys/values and heads, then the memory bookkeeping, then the ring write."""
         B = state.batch_size
@@ -358,22 +382,8 @@ class RolloutEngine:
         return memory
 
     # -- input checks ----------------------------------------------------------------------------
-    def _check_frames(self, frames, ndim: int, batch: int | None = None) -> Tensor:
-        frames = torch.as_tensor(frames)
-        H = self.frame_size
-        what = "(B, T, H, W, 3)" if ndim == 5 else "(B, H, W, 3)"
-        if frames.dim() != ndim or tuple(frames.shape[-3:]) != (H, H, 3) or frames.dtype != torch.uint8:
-            raise UserError(f"frames must be {what} uint8 with H = W = {H}, got "
-                            f"{tuple(frames.shape)} {frames.dtype}")
-        if batch is not None and frames.shape[0] != batch:
-            raise UserError(f"frames have {frames.shape[0]} rows, the state has {batch}")
-        return frames.to(self.device)
-
-    def _check_actions(self, actions, shape: tuple[int, ...]) -> Tensor:
-        actions = torch.as_tensor(actions)
-        if tuple(actions.shape) != shape or actions.dtype.is_floating_point or actions.dtype == torch.bool:
-            raise UserError(f"actions must be integer {shape}, got {tuple(actions.shape)} {actions.dtype}")
-        n = self.cfg.num_actions
-        if actions.numel() and (int(actions.min()) < 0 or int(actions.max()) >= n):
-            raise UserError(f"actions must be in [0, {n}), got values {actions.unique().tolist()[:10]}")
-        return actions.to(self.device, torch.long)
+    def _actions(self, actions, shape: tuple[int, ...], validate: bool) -> Tensor:
+        """``actions`` as int64 on the engine's device, checked unless ``validate`` is False."""
+        if validate:
+            actions = check_actions(actions, shape, self.cfg.num_actions)
+        return torch.as_tensor(actions).to(self.device, torch.long)

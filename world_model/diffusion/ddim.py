@@ -1,9 +1,10 @@
 """DDIM sampling of one frame, as a plain object in the diffusers spirit.
 
-:class:`DDIMSampler` decides the level sequence ``K -> ... -> 0`` for a number of steps and
-performs one update ``x_k -> x_k'`` in float32 from the network output (via
-:meth:`~world_model.diffusion.Diffusion.to_x0_eps`). It knows nothing about the network, the
-cache or the memory: the rollout engine calls the network and hands the output here.
+:class:`DDIMSampler` decides the level sequence ``K -> ... -> 0`` for a number of steps
+(:class:`~world_model.config.SamplerConfig`) and performs one update ``x_k -> x_k'`` in float32
+from the network output (via :meth:`~world_model.diffusion.schedule.Diffusion.to_x0_eps`). It
+knows nothing about the network, the cache or the memory: the rollout engine calls the network and
+hands the output here.
 
 Noise (the initial frame and, for ``eta > 0``, the stochastic part of each update) is drawn with
 :func:`randn_rows` from one ``torch.Generator`` per batch row, so a row's samples depend on its own
@@ -14,32 +15,12 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from world_model.diffusion import Diffusion
-from world_model.errors import UserError
-
-
-@dataclass(frozen=True)
-class SamplerConfig:
-    """How frames are sampled."""
-
-    steps: int = 50
-    """DDIM steps per frame (paper: 50); at most the number of noise levels K."""
-    eta: float = 0.0
-    """DDIM stochasticity: 0 is deterministic DDIM, 1 the DDPM-like posterior variance."""
-
-    def validate(self, num_levels: int | None = None) -> SamplerConfig:
-        if self.steps < 1:
-            raise UserError(f"sampler steps must be >= 1, got {self.steps}")
-        if num_levels is not None and self.steps > num_levels:
-            raise UserError(f"sampler steps ({self.steps}) exceed the {num_levels} noise levels")
-        if not 0.0 <= self.eta <= 1.0:
-            raise UserError(f"sampler eta must be in [0, 1], got {self.eta}")
-        return self
+from world_model.config import SamplerConfig
+from world_model.diffusion.schedule import Diffusion
 
 
 def randn_rows(generators: Sequence[torch.Generator], shape: tuple[int, ...],
@@ -61,8 +42,8 @@ class DDIMSampler:
             from ``levels[i]`` to ``levels[i + 1]``.
     """
 
-    def __init__(self, diffusion: Diffusion, config: SamplerConfig = SamplerConfig()) -> None:
-        config.validate(diffusion.num_levels)
+    def __init__(self, diffusion: Diffusion, config: SamplerConfig | None = None) -> None:
+        config = (config or SamplerConfig()).validate(diffusion.num_levels)
         self.diffusion = diffusion
         self.config = config
         K = diffusion.num_levels

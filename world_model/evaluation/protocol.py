@@ -1,9 +1,9 @@
 """The paper's evaluation protocol (RAD Sec. 5.1) on outbound-and-return trajectories.
 
 For every trajectory (an episode file with scalars ``context_frames`` and ``outbound_frames``, see
-``world_model.data.evalset``): the first ``context_frames`` real frames are given to the model,
+``world_model.sim.evalset``): the first ``context_frames`` real frames are given to the model,
 which generates every later frame from the recorded actions alone. Generated frames are scored
-against the real ones with PSNR, SSIM and LPIPS (``world_model.metrics``), averaged over all
+against the real ones with PSNR, SSIM and LPIPS (:mod:`world_model.evaluation.metrics`), averaged over all
 generated frames of all trajectories, for the whole prediction and for its **return part**:
 
     Let ``O = outbound_frames`` and ``H`` the attention horizon (the largest
@@ -22,28 +22,24 @@ trajectory's index), so a run is deterministic and independent of the batch size
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import logging
 import math
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from world_model import metrics
+from world_model.config import SamplerConfig
 from world_model.data.format import action_indices, list_episodes, read_episode
+from world_model.engine.rollout import RolloutEngine
 from world_model.errors import DataError, UserError
-from world_model.io import atomic_write_text
-from world_model.rollout import RolloutEngine
-from world_model.sampler import SamplerConfig
+from world_model.evaluation import metrics
+from world_model.evaluation.report import BASELINE, Report, save_frames, write_report
 
 logger = logging.getLogger(__name__)
-
-BASELINE = "repeat last context frame"
 
 
 @dataclass
@@ -234,23 +230,12 @@ class EvalSettings:
     """Also write every generated frame to ``frames/<checkpoint>.npz`` (one array a trajectory)."""
 
 
-@dataclass
-class Report:
-    rows: list[Row]
-    trajectories: int
-    generated_frames: int
-    return_frames: int
-    horizon: int
-    lpips: str
-    settings: dict = field(default_factory=dict)
-
-
 def evaluate(checkpoints: Sequence[str | os.PathLike], data: str | os.PathLike,
              out: str | os.PathLike, settings: EvalSettings | None = None,
              progress: Callable[[int, int], None] | None = None) -> Report:
     """Run the protocol for every checkpoint and write the report into ``out``:
     ``table.json``, ``table.md``, ``per_frame.json``, ``curves.png``, ``videos/*.gif`` (and
-    ``frames/*.npz`` with ``settings.save_frames``).
+    ``frames/*.npz`` with ``settings.save_frames``); see :mod:`world_model.evaluation.report`.
 
     ``progress(n, total)`` is called after each batched step with the frames it generated and
     the frames to generate in all.
@@ -303,7 +288,7 @@ def evaluate(checkpoints: Sequence[str | os.PathLike], data: str | os.PathLike,
         per_frame[name] = scores
         videos[name] = generated[:settings.videos]
         if settings.save_frames:
-            _save_frames(Path(out) / "frames" / f"{name.strip('/').replace('/', '_')}.npz",
+            save_frames(Path(out) / "frames" / f"{name.strip('/').replace('/', '_')}.npz",
                          trajs, generated)
         logger.info("%s: PSNR %.2f SSIM %.3f", name, rows[-1].psnr, rows[-1].ssim)
     report = Report(rows, len(trajs), sum(t.generated for t in trajs),
@@ -314,146 +299,6 @@ def evaluate(checkpoints: Sequence[str | os.PathLike], data: str | os.PathLike,
     return report
 
 
-def _save_frames(path: Path, trajs: Sequence[Trajectory], generated: Sequence[np.ndarray]) -> None:
-    from world_model.io import atomic_write
-
-    arrays = {t.name: g for t, g in zip(trajs, generated)}
-
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, **arrays)
-
-    atomic_write(path, write)
-
-
 def _row_names(paths: Sequence[Path]) -> list[str]:
     names = [p.name or str(p) for p in paths]
     return [str(p) if names.count(n) > 1 else n for n, p in zip(names, paths)]
-
-
-# -- outputs -------------------------------------------------------------------------------------
-def _fmt(x: float | None, digits: int) -> str:
-    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
-
-
-def markdown_table(report: Report) -> str:
-    """The table as Markdown (like the paper's Table 1, plus the return part)."""
-    head = ("| Model | Memory | Mode | W | Horizon | PSNR | SSIM | LPIPS | "
-            "PSNR return | SSIM return | LPIPS return |")
-    lines = [head, "|" + "---|" * 11]
-    lp = (lambda v: "unavailable" if report.lpips.startswith("unavailable") else _fmt(v, 3))
-    for r in report.rows:
-        lines.append(f"| {r.name} | {r.memory or '-'} | {r.mode or '-'} | {r.window or '-'} | "
-                     f"{r.horizon or '-'} | {_fmt(r.psnr, 2)} | {_fmt(r.ssim, 3)} | {lp(r.lpips)} | "
-                     f"{_fmt(r.return_psnr, 2)} | {_fmt(r.return_ssim, 3)} | {lp(r.return_lpips)} |")
-    lines.append("")
-    lines.append(f"{report.trajectories} trajectories, {report.generated_frames} generated frames, "
-                 f"{report.return_frames} of them in the return part (matching outbound view "
-                 f">= {report.horizon} frames back). LPIPS: {report.lpips}.")
-    return "\n".join(lines) + "\n"
-
-
-def write_report(out: Path, report: Report, trajs: Sequence[Trajectory],
-                 masks: Sequence[np.ndarray], per_frame: dict[str, list[Scores]],
-                 videos: dict[str, list[np.ndarray]], fps: int) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "table.json", json.dumps(asdict(report), indent=2) + "\n")
-    atomic_write_text(out / "table.md", markdown_table(report))
-    frames = {name: {t.name: {k: (None if getattr(s, k) is None else getattr(s, k).round(5).tolist())
-                              for k in ("psnr", "ssim", "lpips")}
-                     for t, s in zip(trajs, scores)} for name, scores in per_frame.items()}
-    frames["return_part"] = {t.name: m.tolist() for t, m in zip(trajs, masks)}
-    atomic_write_text(out / "per_frame.json", json.dumps(frames) + "\n")
-    plot_curves(out / "curves.png", per_frame)
-    for k, traj in enumerate(trajs[:max((len(v) for v in videos.values()), default=0)]):
-        gens = [v[k] for v in videos.values()]
-        write_video(out / "videos" / f"{traj.name}.gif",
-                    side_by_side(traj.frames, gens, traj.context_frames), fps)
-
-
-def plot_curves(path: Path, per_frame: dict[str, list[Scores]]) -> None:
-    """Mean PSNR and SSIM against the number of frames since the end of the context."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for name, scores in per_frame.items():
-        for ax, key in zip(axes, ("psnr", "ssim")):
-            curves = [getattr(s, key) for s in scores]
-            n = max(len(c) for c in curves)
-            total, count = np.zeros(n), np.zeros(n)
-            for c in curves:
-                total[:len(c)] += c
-                count[:len(c)] += 1
-            ax.plot(np.arange(1, n + 1), total / count, label=name,
-                    linestyle="--" if name == BASELINE else "-")
-    for ax, label in zip(axes, ("PSNR (dB)", "SSIM")):
-        ax.set_xlabel("frames after the context")
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    fig.suptitle("Generated vs real frames (mean over trajectories)")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def side_by_side(real: np.ndarray, generated: Sequence[np.ndarray], context_frames: int,
-                 scale: int = 2) -> np.ndarray:
-    """Video frames ``(T, H', W', 3)`` uint8: the real trajectory, then each generated one.
-
-    Generated panels show the real context first. A border marks each panel: grey for real frames,
-    green for context, red for generated frames.
-    """
-    T = len(real)
-    panels = [_border(real, np.full(T, 1))]
-    panels += [imagined_panel(real[:context_frames], g, scale=1)[:T] for g in generated]
-    video = np.concatenate(panels, axis=2)
-    return video.repeat(scale, axis=1).repeat(scale, axis=2)
-
-
-def imagined_panel(context: np.ndarray, generated: np.ndarray, scale: int = 2) -> np.ndarray:
-    """Context frames (green border) then generated ones (red border): ``(T, H', W', 3)`` uint8."""
-    full = np.concatenate([context, generated], axis=0)
-    kind = np.where(np.arange(len(full)) < len(context), 2, 3)
-    return _border(full, kind).repeat(scale, axis=1).repeat(scale, axis=2)
-
-
-_COLOURS = {1: (128, 128, 128), 2: (0, 200, 0), 3: (220, 0, 0)}
-
-
-def _border(frames: np.ndarray, kind: np.ndarray, width: int = 2) -> np.ndarray:
-    T, H, W, _ = frames.shape
-    out = np.zeros((T, H + 2 * width, W + 2 * width, 3), dtype=np.uint8)
-    for t in range(T):
-        out[t] = _COLOURS[int(kind[t])]
-    out[:, width:width + H, width:width + W] = frames
-    return out
-
-
-def write_video(path: str | os.PathLike, frames: np.ndarray, fps: int = 8) -> Path:
-    """Write ``frames (T, H, W, 3) uint8`` as a GIF (looping) or, with imageio-ffmpeg, an MP4."""
-    import imageio.v3 as iio
-
-    path = check_video_path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix.lower() == ".gif":
-        iio.imwrite(path, frames, duration=1000.0 / fps, loop=0)
-    else:
-        iio.imwrite(path, frames, fps=fps, codec="libx264", macro_block_size=1)
-    return path
-
-
-def check_video_path(path: str | os.PathLike) -> Path:
-    """``path`` if a video can be written there (.gif always; .mp4 with imageio-ffmpeg)."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix == ".mp4" and importlib.util.find_spec("imageio_ffmpeg") is None:
-        raise UserError(f"{path}: writing MP4 needs imageio-ffmpeg (pip install imageio-ffmpeg); "
-                        f"a .gif needs nothing")
-    if suffix not in (".gif", ".mp4"):
-        raise UserError(f"{path}: video must end in .gif or .mp4")
-    return path

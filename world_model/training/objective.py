@@ -8,7 +8,8 @@ One call on a batch of real frames:
    context ``DiffusionConfig.context`` asks for: the noisy frames themselves ('independent',
    diffusion forcing), or a clean ('clean') or lightly noised ('augmented') context stream;
 5. diffusion loss (in ``DiffusionConfig.loss_space``) + reward and termination heads on the real
-   rewards (read from the context stream where there is one, as the engine reads them).
+   rewards (read from the context stream where there is one, as the engine reads them), weighted
+   by ``TrainConfig.reward_loss_weight`` and ``termination_loss_weight``.
 
 Returns ``(loss, logs)`` so one generic trainer serves it.
 """
@@ -22,9 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from world_model.diffusion import Diffusion
-from world_model.model import MemoryState, ModelOutput, RADModel
-from world_model.windows import previous_frames
+from world_model.diffusion.schedule import Diffusion
+from world_model.network.memory import MemoryState
+from world_model.network.model import ModelOutput, RADModel
+from world_model.network.windows import previous_frames
 
 
 @dataclass
@@ -47,16 +49,26 @@ class Batch:
 
 
 class WorldModelObjective(nn.Module):
-    """Wraps the network, the diffusion and the codec; ``forward(batch) -> (loss, logs)``."""
+    """Wraps the network, the diffusion and the codec; ``forward(batch) -> (loss, logs)``.
+
+    Args:
+        model, diffusion, codec: the world's parts.
+        detach_every, precision: ``TrainConfig.detach_every`` and ``TrainConfig.precision``.
+        reward_weight, termination_weight: the weights of the heads' losses
+            (``TrainConfig.reward_loss_weight``, ``termination_loss_weight``).
+    """
 
     def __init__(self, model: RADModel, diffusion: Diffusion, codec: nn.Module,
-                 detach_every: int = 0, precision: str = "float32") -> None:
+                 detach_every: int = 0, precision: str = "float32", reward_weight: float = 0.1,
+                 termination_weight: float = 0.01) -> None:
         super().__init__()
         self.model = model
         self.diffusion = diffusion
         self.codec = codec
         self.detach_every = detach_every
         self.precision = precision
+        self.reward_weight = reward_weight
+        self.termination_weight = termination_weight
 
     def denoise_pass(self, latents: Tensor, actions: Tensor, levels: Tensor, noise: Tensor,
                      generator: torch.Generator | None = None,
@@ -108,7 +120,7 @@ class WorldModelObjective(nn.Module):
             term = (batch.terminals.float() if batch.terminals is not None
                     else torch.zeros_like(heads.termination_logit, dtype=torch.float32))
             t_loss = F.binary_cross_entropy_with_logits(heads.termination_logit.float(), term)
-            loss = loss + cfg.reward_loss_weight * r_loss + cfg.termination_loss_weight * t_loss
+            loss = loss + self.reward_weight * r_loss + self.termination_weight * t_loss
             logs["loss/reward"] = r_loss.detach()
             logs["loss/termination"] = t_loss.detach()
         logs["loss/total"] = loss.detach()

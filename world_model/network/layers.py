@@ -1,6 +1,7 @@
 """Building blocks of the RAD network: RoPE, adaLN modulation, axis attention, MLP, embeddings.
 
-All attention goes through ``torch.nn.functional.scaled_dot_product_attention``.
+All attention goes through ``torch.nn.functional.scaled_dot_product_attention``. The temporal
+attention's cache of context frames has the types :data:`LayerKV` and :data:`KVCache`.
 """
 
 from __future__ import annotations
@@ -10,6 +11,12 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+#: One layer's cached temporal keys and values of P context frames: ``(keys, values)``, each
+#: ``(B, N, heads, P, head_dim)`` (N tokens per frame), oldest frame first.
+LayerKV = tuple[Tensor, Tensor]
+#: The temporal-attention cache of every layer: ``depth`` :data:`LayerKV`, first layer first.
+KVCache = list[LayerKV]
 
 
 def rope_angles(positions: Tensor, dim: int, base: float = 10000.0) -> tuple[Tensor, Tensor]:

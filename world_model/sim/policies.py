@@ -3,8 +3,8 @@
 This is how the official Memory Maze offline data set was made ("a scripted policy, which
 navigates to randomly chosen points in the maze under action noise"; its code was never
 released). The policy reads the global observables ``maze_layout``, ``agent_pos`` and
-``agent_dir`` (see :mod:`world_model.data.navigation` for their conventions), plans a shortest
-path to a random free cell, follows it with :class:`~world_model.data.navigation.PathFollower`,
+``agent_dir`` (see :mod:`world_model.sim.navigation` for their conventions), plans a shortest
+path to a random free cell, follows it with :class:`~world_model.sim.navigation.PathFollower`,
 and replaces the planned action by a uniformly random one with probability ``noise``.
 """
 
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from world_model.data import navigation as nav
+from world_model.sim import navigation as nav
 
 
 @dataclass(frozen=True)

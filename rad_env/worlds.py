@@ -1,0 +1,289 @@
+"""N learned worlds started from real frames and stepped by ONE batched engine call.
+
+:class:`BatchedWorlds` is the core under every Gymnasium face of the learned world: ``RADEnv``
+(:mod:`rad_env.env`, one row) and the vector envs of :mod:`rad_env.vector` (N rows). It holds the
+engine state of the rows, draws their real starting contexts (:mod:`rad_env.reset_options`),
+steps and observes them, counts their episode steps and branches them (snapshots).
+
+Values cross from numpy to torch once on the way in (actions, observed frames, contexts) and
+from torch to numpy once on the way out (frames, rewards); actions and frames are checked once,
+here or by the single-env face that calls in with ``validate=False``. All sampling noise comes
+from one ``torch.Generator`` per row, seeded from that row's numpy generator at its reset (the
+env's ``np_random`` for ``RADEnv``), so a seeded reset and the actions after it fix every frame.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from gymnasium.error import ResetNeeded
+
+from rad_env.contexts import stack_contexts
+from rad_env.reset_options import ContextChooser
+from world_model.checkpoint import load
+from world_model.config import SamplerConfig
+from world_model.devices import resolve_dtype
+from world_model.engine.checks import check_actions, check_frames
+from world_model.engine.rollout import RolloutEngine, StepInfo
+from world_model.engine.world_state import WorldState
+from world_model.errors import CheckpointError, UserError
+
+logger = logging.getLogger(__name__)
+
+#: DDIM steps per frame unless ``steps=`` says otherwise.
+DEFAULT_STEPS = 10
+#: The world shipped inside the package: a run directory plus ``contexts.npz``.
+SHIPPED_WORLD = Path(__file__).resolve().parent / "weights" / "memory-maze-9x9"
+REWARD_MODES = ("round", "raw")
+
+
+def resolve_checkpoint(checkpoint: str | os.PathLike | None) -> Path:
+    """``checkpoint`` as a path; None is the shipped world (a clear error if it is not there)."""
+    if checkpoint is not None:
+        return Path(checkpoint)
+    if not (SHIPPED_WORLD / "config.json").is_file():
+        raise CheckpointError(
+            f"this rad-env installation ships no world weights ({SHIPPED_WORLD} has no "
+            f"config.json). Pass checkpoint=RUN_DIR: a directory with config.json + "
+            f"model.safetensors (from `rad train`) and its real starting clips in "
+            f"RUN_DIR/contexts.npz (rad_env.bank.make_context_bank), or given by "
+            f"contexts=FILE, data_dir=DIR with context='data', or context='real'.")
+    return SHIPPED_WORLD
+
+
+@dataclass
+class StepResult:
+    """One frame for every row; arrays have the row as first axis (N rows)."""
+
+    obs: np.ndarray
+    """``(N, H, W, 3)`` uint8: the new frames (imagined, or the observed real ones)."""
+    reward: np.ndarray
+    """``(N,)`` float32 reward after ``reward_mode``."""
+    reward_raw: np.ndarray
+    """``(N,)`` float32 output of the reward head (0 without one)."""
+    termination_prob: np.ndarray
+    """``(N,)`` float32 in [0, 1] from the termination head (0 without one)."""
+    terminated: np.ndarray
+    """``(N,)`` bool: termination probability above 0.5."""
+    truncated: np.ndarray
+    """``(N,)`` bool: the row reached ``max_steps`` steps since its reset."""
+    frame_index: np.ndarray
+    """``(N,)`` int64: index of the new frame in its world, context frames included."""
+    episode_step: np.ndarray
+    """``(N,)`` int64: steps since the row's reset (``info["step"]``)."""
+    imagined: bool
+    sampling_steps: int
+    """DDIM steps per frame."""
+
+    def info(self, i: int) -> dict[str, Any]:
+        """Row ``i``'s Gymnasium info dict."""
+        return {"frame_index": int(self.frame_index[i]), "step": int(self.episode_step[i]),
+                "sampling_steps": self.sampling_steps, "imagined": self.imagined,
+                "reward_raw": float(self.reward_raw[i]),
+                "termination_prob": float(self.termination_prob[i])}
+
+
+@dataclass
+class WorldSnapshot:
+    """Everything that decides how the rows go on: engine state (KV cache, memory, per-row torch
+    generators), step counters, last frames, and the numpy generators that draw contexts."""
+
+    state: WorldState
+    episode_step: np.ndarray
+    obs: np.ndarray
+    ended: np.ndarray
+    started: np.ndarray
+    rng_states: list[dict[str, Any]]
+    sources: list[tuple[str, int]]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class BatchedWorlds:
+    """N learned worlds, each started from real frames, stepped by one batched engine call.
+
+    Args:
+        num_envs: N rows.
+        checkpoint: run directory (``config.json`` + ``model.safetensors`` [+ ``vae/``] [+
+            ``contexts.npz``]); None: the shipped world.
+        contexts: a ``contexts.npz`` file (default: the checkpoint's, when present).
+        context: where resets start by default: ``"bank"`` (the context bank), ``"data"``
+            (random windows of the episode files under ``data_dir``) or ``"real"`` (the real
+            Memory Maze, run for the context length under random actions).
+        data_dir: directory of episode files for ``context="data"``.
+        context_len: real frames per context (default: the bank's clip length; without a bank
+            ``2 * window``).
+        device: ``"cpu"``, ``"cuda"``, ``"auto"``, ... (:func:`world_model.devices.resolve_device`).
+        steps: DDIM steps per frame (kept as :attr:`sampling_steps`; the episode step counters
+            are :attr:`episode_step`).
+        eta: DDIM stochasticity (0: deterministic given the initial noise).
+        dtype: compute dtype of the network (``"float32"``, ``"bfloat16"``, ``"float16"``; run
+            under autocast, state kept in float32). bfloat16 pays on GPUs, not on CPUs without it.
+        reward_mode: ``"round"``: 1.0 where the predicted reward is >= 0.5, else 0.0 (Memory Maze
+            rewards are 0 or 1); ``"raw"``: the reward head's output.
+        max_steps: episode length in steps after the reset (Memory Maze 9x9: 1000).
+        real_env_kwargs: Memory Maze task arguments for ``context="real"`` (e.g.
+            ``camera_resolution``).
+
+    Raises:
+        CheckpointError: a missing or corrupt checkpoint, or no context bank where one is needed.
+        UserError: a bad argument (named).
+    """
+
+    def __init__(self, num_envs: int = 1, checkpoint: str | os.PathLike | None = None, *,
+                 contexts: str | os.PathLike | None = None, context: str = "bank",
+                 data_dir: str | os.PathLike | None = None, context_len: int | None = None,
+                 device: str | torch.device | None = "cpu", steps: int = DEFAULT_STEPS,
+                 eta: float = 0.0, dtype: str | torch.dtype = "float32",
+                 reward_mode: str = "round", max_steps: int = 1000,
+                 real_env_kwargs: dict[str, Any] | None = None) -> None:
+        if int(num_envs) < 1:
+            raise UserError(f"num_envs must be >= 1, got {num_envs}")
+        if reward_mode not in REWARD_MODES:
+            raise UserError(f"reward_mode={reward_mode!r}: expected one of {REWARD_MODES}")
+        if int(max_steps) < 1:
+            raise UserError(f"max_steps must be >= 1, got {max_steps}")
+        self.num_envs, self.max_steps, self.reward_mode = int(num_envs), int(max_steps), reward_mode
+        self.run_dir = resolve_checkpoint(checkpoint)
+        self.world = load(self.run_dir, device)
+        sampler = SamplerConfig(int(steps), float(eta)).validate(self.world.diffusion.cfg.num_levels)
+        self.engine = RolloutEngine(self.world, sampler, compute_dtype=resolve_dtype(dtype))
+        self.sampling_steps = int(steps)
+        self.frame_size = self.world.config.latent.frame_size
+        self.num_actions = self.world.config.model.num_actions
+        self.observation_space = spaces.Box(0, 255, (self.frame_size, self.frame_size, 3), np.uint8)
+        self.action_space = spaces.Discrete(self.num_actions)
+        window = self.world.config.model.window
+        self.contexts = ContextChooser(
+            self.run_dir, self.frame_size, self.num_actions, window, contexts=contexts,
+            context=context, data_dir=data_dir, context_len=context_len,
+            real_env_kwargs=real_env_kwargs)
+        self.rngs = [np.random.default_rng() for _ in range(self.num_envs)]
+        self.state: WorldState | None = None
+        N, H = self.num_envs, self.frame_size
+        self.obs = np.zeros((N, H, H, 3), np.uint8)
+        self.episode_step = np.zeros(N, np.int64)
+        """``(N,)`` int64: steps each row has taken since its reset."""
+        self.ended = np.ones(N, bool)  # no episode under way: reset first
+        self.started = np.zeros(N, bool)
+        self.sources: list[tuple[str, int]] = [("", -1)] * N  # (source, clip) of each row
+        logger.info("world %s on %s: %d DDIM steps, window %d, contexts of %d frames (%s)",
+                    self.run_dir, self.engine.device, self.sampling_steps, window,
+                    self.contexts.context_len, context)
+
+    # -- rows -------------------------------------------------------------------------------------
+    def seed_row(self, row: int, seed: int) -> None:
+        """Give row ``row`` a new numpy generator (contexts and noise seeds of its resets)."""
+        self.rngs[row] = np.random.default_rng(seed)
+
+    def reset_rows(self, rows: Sequence[int], options: dict[str, Any] | None = None) -> None:
+        """Start ``rows`` afresh from real contexts (the other rows are untouched)."""
+        rows = [int(r) for r in rows]
+        drawn = self.contexts.draw([self.rngs[r] for r in rows], options)
+        seeds = [int(self.rngs[r].integers(2**63 - 1)) for r in rows]
+        if self.state is None:
+            self.state = self.engine.init_state(self.num_envs, seeds=0)
+        for length in sorted({len(c.frames) for c in drawn}):
+            group = [k for k, c in enumerate(drawn) if len(c.frames) == length]
+            frames, actions = stack_contexts([drawn[k] for k in group])
+            new = self.engine.start(torch.from_numpy(frames), torch.from_numpy(actions),
+                                    seeds=[seeds[k] for k in group], validate=False)  # drawn: checked
+            self.state[[rows[k] for k in group]] = new
+        for r, c in zip(rows, drawn):
+            self.obs[r] = c.frames[-1]
+            self.sources[r] = (c.source, c.clip)
+        self.episode_step[rows], self.ended[rows], self.started[rows] = 0, False, True
+
+    def reset_info(self, row: int) -> dict[str, Any]:
+        """Row ``row``'s info after its reset."""
+        assert self.state is not None
+        source, clip = self.sources[row]
+        return {"frame_index": int(self.state.frame_index[row]) - 1, "step": 0,
+                "sampling_steps": self.sampling_steps, "imagined": False,
+                "context_source": source, "clip": clip}
+
+    # -- frames -----------------------------------------------------------------------------------
+    def check_actions(self, actions: Any) -> torch.Tensor:
+        """``(N,)`` integers in ``[0, num_actions)`` (a scalar when N = 1) -> the same values as a
+        tensor (sharing a numpy array's memory); a clear error otherwise."""
+        if np.ndim(actions) == 0 and self.num_envs == 1:
+            actions = np.reshape(actions, 1)
+        return check_actions(actions, (self.num_envs,), self.num_actions)
+
+    def _require_started(self) -> WorldState:
+        if self.state is None or not self.started.all():
+            raise ResetNeeded("step() before reset(): every environment must be reset first")
+        return self.state
+
+    def step(self, actions: Any, validate: bool = True) -> StepResult:
+        """Imagine one frame for every row: ``actions (N,)`` -> :class:`StepResult`.
+        ``validate=False``: ``actions`` is an ``(N,)`` integer tensor the caller checked."""
+        a = self.check_actions(actions) if validate else actions
+        frames, info = self.engine.step(self._require_started(), a, validate=False)
+        return self._finish(frames.cpu().numpy(), info, imagined=True)
+
+    def observe(self, frames: Any, actions: Any, validate: bool = True) -> StepResult:
+        """Feed real frames ``(N, H, W, 3)`` uint8, reached by ``actions (N,)``, instead of
+        imagined ones: the world goes on from reality. ``validate=False``: the caller checked
+        both (``actions`` as an ``(N,)`` integer tensor)."""
+        if validate:
+            check_frames(frames, "(N, H, W, 3)", self.frame_size, rows=self.num_envs,
+                         name="observed frames")
+        a = self.check_actions(actions) if validate else actions
+        obs = np.array(frames, dtype=np.uint8, copy=True)  # the caller keeps its array
+        info = self.engine.observe(self._require_started(), torch.from_numpy(obs), a,
+                                   validate=False)
+        return self._finish(obs, info, imagined=False)
+
+    def _finish(self, obs: np.ndarray, info: StepInfo, imagined: bool) -> StepResult:
+        N = self.num_envs
+        raw = info.reward.cpu().numpy() if info.reward is not None else np.zeros(N, np.float32)
+        prob = (info.termination_prob.cpu().numpy() if info.termination_prob is not None
+                else np.zeros(N, np.float32))
+        reward = (raw >= 0.5).astype(np.float32) if self.reward_mode == "round" else raw
+        self.episode_step += 1
+        terminated, truncated = prob > 0.5, self.episode_step >= self.max_steps
+        self.obs[:] = obs
+        self.ended |= terminated | truncated
+        assert self.state is not None
+        return StepResult(obs, reward.astype(np.float32), raw.astype(np.float32),
+                          prob.astype(np.float32), terminated, truncated,
+                          self.state.frame_index.numpy() - 1, self.episode_step.copy(), imagined,
+                          self.sampling_steps)
+
+    # -- branching --------------------------------------------------------------------------------
+    def snapshot(self) -> WorldSnapshot:
+        """A deep copy of everything that decides the future of every row."""
+        if self.state is None:
+            raise ResetNeeded("get_state() before reset(): there is no world to snapshot yet")
+        return WorldSnapshot(self.state.clone(), self.episode_step.copy(), self.obs.copy(),
+                             self.ended.copy(), self.started.copy(),
+                             [copy.deepcopy(r.bit_generator.state) for r in self.rngs],
+                             list(self.sources))
+
+    def restore(self, snapshot: WorldSnapshot) -> None:
+        """Go back to ``snapshot`` (it stays valid: restore it again for another branch)."""
+        if snapshot.state.batch_size != self.num_envs:
+            raise UserError(f"snapshot of {snapshot.state.batch_size} environment(s) cannot be "
+                            f"restored into {self.num_envs}")
+        self.state = snapshot.state.clone()
+        self.episode_step, self.obs = snapshot.episode_step.copy(), snapshot.obs.copy()
+        self.ended, self.started = snapshot.ended.copy(), snapshot.started.copy()
+        for rng, st in zip(self.rngs, snapshot.rng_states):
+            rng.bit_generator.state = copy.deepcopy(st)
+        self.sources = list(snapshot.sources)
+
+    def state_bytes(self) -> int:
+        """Bytes of engine state per row (KV cache, memory, pending latents, generator)."""
+        return self._require_started().nbytes()
+
+    def close(self) -> None:
+        """Nothing to free: a real context's maze is closed after each draw."""

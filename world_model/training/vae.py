@@ -1,0 +1,299 @@
+"""Train a small per-frame VAE (a diffusers ``AutoencoderKL``) on collected Memory Maze frames.
+
+The VAE maps one ``64x64x3`` frame to a ``latent_channels x 16 x 16`` latent with the default
+three stages (no temporal compression, paper App. A.4). The loss is an L1 (or MSE) reconstruction
+loss plus a small KL term; there is no perceptual (LPIPS) term, since its weights cannot be
+fetched offline. After training, the latent ``scaling_factor`` (1 / std of the latents of a sample
+of training frames) is stored in the AutoencoderKL config, and the model is written with
+``save_pretrained(safe_serialization=True)`` so :func:`world_model.latents.load_vae` and
+:class:`world_model.latents.VAECodec` load it. The loop is the generic
+:class:`~world_model.training.trainer.Trainer` over :class:`VAEObjective`; the files and the data
+are in :mod:`world_model.training.vae_files`.
+
+Output directory layout::
+
+    OUT/config.json                          AutoencoderKL config, with the fitted scaling_factor
+    OUT/diffusion_pytorch_model.safetensors  weights (written when training ends)
+    OUT/train_config.json                    the VAETrainConfig that built it, with a format version
+    OUT/train_state.pt                       resume state: step, weights, optimizer, torch RNG
+
+Frames come from :mod:`world_model.data.dataset` (windows of one frame, read lazily: nothing is
+loaded but the frames drawn), with its train/validation split by file name. Which frames a step
+draws is a pure function of ``(seed, step)``, and ``train_state.pt`` holds the torch RNG state, so a
+resumed run takes exactly the steps an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from world_model.devices import resolve_device
+from world_model.errors import CheckpointError, DataError, UserError
+from world_model.evaluation.metrics import psnr
+from world_model.io import atomic_write_text
+from world_model.latents import frames_to_float
+from world_model.training.logger import RunLogger
+from world_model.training.trainer import Trainer
+from world_model.training.vae_files import (
+    TRAIN_CONFIG_FILE,
+    TRAIN_STATE_FILE,
+    check_resume_config,
+    config_dict,
+    latent_std,
+    load_frame_data,
+    load_train_state,
+    reconstruct,
+    save_train_state,
+    save_vae_dir,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class VAETrainConfig:
+    """Options of :func:`train_vae`."""
+
+    steps: int = 2000
+    """Total optimizer steps (a resumed run continues up to this count)."""
+    batch_size: int = 16
+    """Frames per step."""
+    lr: float = 5e-4
+    """AdamW learning rate, reached after a linear warm-up and then held constant."""
+    warmup_steps: int = 50
+    """Steps of linear learning-rate warm-up from 0."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    grad_clip: float = 1.0
+    """Clip the global gradient norm to this value (0 disables clipping)."""
+    latent_channels: int = 4
+    """Channels C of a frame's latent."""
+    channels: tuple[int, ...] = (32, 64, 128)
+    """``block_out_channels`` of the encoder/decoder stages; n stages downsample by ``2**(n-1)``."""
+    layers_per_block: int = 1
+    """ResNet layers per encoder stage (the decoder uses one more)."""
+    mid_block_attention: bool = True
+    """Self-attention in the bottleneck block of encoder and decoder."""
+    kl_weight: float = 1e-6
+    """Weight of the KL term (summed over latent elements, averaged over frames)."""
+    recon_loss: Literal["l1", "mse"] = "l1"
+    """Pixel reconstruction loss on frames scaled to [-1, 1], averaged over pixels."""
+    device: str = "auto"
+    """``'auto'`` (CUDA when present, else CPU), or any torch device string."""
+    resume: bool = False
+    """Continue from ``OUT/train_state.pt``; without it an existing non-empty OUT is an error."""
+    wandb: Literal["offline", "online", "disabled"] = "offline"
+    """wandb mode for metrics."""
+    val_every: int = 250
+    """Measure validation PSNR every this many steps (and always at the end); 0: only at the end."""
+    checkpoint_every: int = 250
+    """Write ``train_state.pt`` every this many steps (and at the end); 0: only at the end."""
+    val_fraction: float = 0.05
+    """Fraction of episode files held out for validation (at least one; the split is by file name,
+    as in the world model's trainer, so the same fraction holds out the same files)."""
+    val_frames: int = 256
+    """Random frames of the held-out files, the same at every validation."""
+    scale_frames: int = 512
+    """Training frames encoded to fit the latent ``scaling_factor``."""
+    num_workers: int = 0
+    """DataLoader processes reading training frames (0: read in the training process)."""
+    seed: int = 0
+    """Seeds frame sampling, weight initialisation and posterior samples (the split is by name)."""
+
+    def __post_init__(self) -> None:
+        def need(ok: bool, message: str) -> None:
+            if not ok:
+                raise UserError(message)
+
+        object.__setattr__(self, "channels", tuple(self.channels))
+        need(len(self.channels) >= 1 and all(isinstance(c, int) and c > 0 for c in self.channels),
+             f"channels must be positive integers, got {self.channels}")
+        need(self.latent_channels > 0, f"latent_channels must be > 0, got {self.latent_channels}")
+        need(self.layers_per_block > 0,
+             f"layers_per_block must be > 0, got {self.layers_per_block}")
+        need(self.steps >= 0, f"steps must be >= 0, got {self.steps}")
+        need(self.batch_size > 0, f"batch_size must be > 0, got {self.batch_size}")
+        need(self.lr > 0, f"lr must be > 0, got {self.lr}")
+        need(self.kl_weight >= 0, f"kl_weight must be >= 0, got {self.kl_weight}")
+        need(self.recon_loss in ("l1", "mse"),
+             f"recon_loss must be 'l1' or 'mse', got {self.recon_loss!r}")
+        need(self.wandb in ("offline", "online", "disabled"),
+             f"wandb must be offline, online or disabled, got {self.wandb!r}")
+        need(0 < self.val_fraction < 1, f"val_fraction must be in (0, 1), got {self.val_fraction}")
+        for name in ("val_every", "checkpoint_every", "warmup_steps", "num_workers"):
+            need(getattr(self, name) >= 0, f"{name} must be >= 0")
+        for name in ("val_frames", "scale_frames"):
+            need(getattr(self, name) > 0, f"{name} must be > 0")
+
+    @property
+    def norm_num_groups(self) -> int:
+        """GroupNorm groups: the largest count <= 32 that divides every stage's channels."""
+        return max(g for g in range(1, 33) if all(c % g == 0 for c in self.channels))
+
+    @property
+    def downsample(self) -> int:
+        return 2 ** (len(self.channels) - 1)
+
+
+def parse_channels(text: str) -> tuple[int, ...]:
+    """``"32,64,128"`` -> ``(32, 64, 128)``, with a :class:`UserError` for anything else."""
+    try:
+        channels = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise UserError(f"--channels must be comma-separated integers like 32,64,128, "
+                        f"got {text!r}") from None
+    if not channels or any(c <= 0 for c in channels):
+        raise UserError(f"--channels must be positive integers, got {text!r}") from None
+    return channels
+
+
+def build_vae(config: VAETrainConfig, frame_size: int) -> nn.Module:
+    """A freshly initialised ``AutoencoderKL`` for square frames of side ``frame_size``."""
+    from diffusers import AutoencoderKL
+
+    n = len(config.channels)
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * n,
+        up_block_types=("UpDecoderBlock2D",) * n,
+        block_out_channels=config.channels,
+        layers_per_block=config.layers_per_block,
+        latent_channels=config.latent_channels,
+        norm_num_groups=config.norm_num_groups,
+        sample_size=frame_size,
+        scaling_factor=1.0,
+        mid_block_add_attention=config.mid_block_attention,
+    )
+
+
+# --- training ---------------------------------------------------------------------------------
+
+
+class VAEObjective(nn.Module):
+    """``forward(frames (B, H, W, 3) uint8) -> (loss, logs)``: the reconstruction loss of a
+    posterior sample (L1 or MSE on frames in [-1, 1]) plus ``kl_weight`` times the KL term."""
+
+    def __init__(self, vae: nn.Module, config: VAETrainConfig, device: torch.device) -> None:
+        super().__init__()
+        self.vae, self.config, self.device = vae, config, device
+
+    def forward(self, frames: Tensor) -> tuple[Tensor, dict[str, float]]:
+        x = frames_to_float(frames.to(self.device))  # (B, H, W, 3) uint8 -> (B, 3, H, W)
+        posterior = self.vae.encode(x).latent_dist
+        recon = self.vae.decode(posterior.sample()).sample
+        if self.config.recon_loss == "l1":
+            rec = (recon - x).abs().mean()
+        else:
+            rec = (recon - x).square().mean()
+        kl = posterior.kl().mean()
+        loss = rec + self.config.kl_weight * kl
+        return loss, {"loss": loss.item(), "recon": rec.item(), "kl": kl.item()}
+
+
+def train_vae(data_dir: str | Path, out_dir: str | Path, config: VAETrainConfig = VAETrainConfig(),
+              on_step: Callable[[int, dict[str, float]], None] | None = None) -> dict[str, float]:
+    """Train an ``AutoencoderKL`` on the frames of the episodes under ``data_dir`` into ``out_dir``.
+
+    Args:
+        data_dir: directory of episode ``.npz`` files (``image (T+1, H, W, 3) uint8``), >= 2 files.
+        out_dir: output directory (see the module docstring for its layout).
+        config: the options.
+        on_step: called after every step with ``(step, logs)`` (the CLI's progress bar).
+
+    Returns:
+        Final metrics: ``step``, ``start_step``, ``val_psnr`` (dB), ``scaling_factor``,
+        ``latent_mean``, ``latent_std``, ``loss``, and the frame and latent shapes.
+
+    Raises:
+        DataError: no or unreadable episode files. UserError: bad options, or a non-empty
+        ``out_dir`` without ``resume``. CheckpointError: a resume state that does not fit.
+        TrainingError: a non-finite loss.
+    """
+    out = Path(out_dir)
+    data = load_frame_data(data_dir, config)
+    if out.exists() and any(out.iterdir()) and not config.resume:
+        raise UserError(f"{out}: exists and is not empty; pass --resume to continue it or choose "
+                        f"another --out")
+    if config.resume:
+        if not (out / TRAIN_STATE_FILE).is_file():
+            raise CheckpointError(f"{out / TRAIN_STATE_FILE}: nothing to resume")
+        check_resume_config(out, config)
+    device = resolve_device(config.device)
+    val = data.val_frames
+    size = val.shape[1]
+    if val.shape[1] != val.shape[2] or size % config.downsample:
+        raise DataError(f"frames are {val.shape[1]}x{val.shape[2]}; need square frames whose side "
+                        f"divides by {config.downsample} (2**(len(channels)-1))")
+    logger.info("%d training files, %d validation files (%d frames of %dx%d); device %s",
+                data.num_train_files, data.num_val_files, len(val), size, size, device)
+
+    torch.manual_seed(config.seed)
+    vae = build_vae(config, size).to(device)
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    trainer = Trainer(vae, VAEObjective(vae, config, device), optimizer, lr=config.lr,
+                      warmup_steps=config.warmup_steps, grad_clip=config.grad_clip,
+                      max_nonfinite=1, advice="lower --lr", device=device)
+    start = load_train_state(out, trainer) if config.resume else 0
+    if config.resume:
+        logger.info("resumed %s at step %d", out, start)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / TRAIN_CONFIG_FILE, json.dumps(config_dict(config), indent=2) + "\n")
+
+    run = RunLogger(None, config.wandb, {"project": "rad-vae", "name": f"vae-{out.name}-s{config.seed}",
+                                         "config": config_dict(config), "reinit": "finish_previous"})
+    logs: dict[str, float] = {}
+    val_psnr = float("nan")
+
+    def after_step(trainer: Trainer, batch: Tensor, step_logs: dict[str, float] | None,
+                   last: bool) -> None:
+        nonlocal val_psnr, logs
+        done, logs = trainer.step, step_logs
+        if (config.val_every and done % config.val_every == 0) or last:
+            vae.eval()
+            val_psnr = float(psnr(reconstruct(vae, val, device), val).mean())
+            logs["val_psnr"] = val_psnr
+            logger.info("step %d: validation PSNR %.2f dB", done, val_psnr)
+        if (config.checkpoint_every and done % config.checkpoint_every == 0) or last:
+            save_train_state(out, trainer)
+        run.log(done, logs)
+        if on_step is not None:
+            on_step(done, logs)
+
+    try:
+        trainer.fit(data.train_batches(start), config.steps, [after_step])
+        vae.eval()
+        if math.isnan(val_psnr):  # nothing trained in this call (already at --steps)
+            val_psnr = float(psnr(reconstruct(vae, val, device), val).mean())
+        mean, std = latent_std(vae, data.train_sample(config.scale_frames), device)
+        if not std > 0:
+            raise RuntimeError(f"latent std is {std}; the VAE collapsed")
+        vae.register_to_config(scaling_factor=1.0 / std)
+        save_vae_dir(out, vae.cpu())
+        logger.info("wrote %s: scaling_factor %.4f (latent mean %.4f, std %.4f), validation PSNR "
+                    "%.2f dB", out, 1.0 / std, mean, std, val_psnr)
+        metrics = {
+            "step": max(start, config.steps),
+            "start_step": start,
+            "val_psnr": val_psnr,
+            "scaling_factor": 1.0 / std,
+            "latent_mean": mean,
+            "latent_std": std,
+            "loss": logs.get("loss", float("nan")),
+            "frame_size": size,
+            "latent_channels": config.latent_channels,
+            "latent_size": size // config.downsample,
+        }
+        run.summary(metrics)
+        return metrics
+    finally:
+        run.close()

@@ -1,0 +1,177 @@
+"""The files and data of ``rad train-vae`` (see :mod:`world_model.training.vae` for the layout).
+
+Training and validation frames from the episode files, reconstruction and latent statistics for
+validation and the fitted ``scaling_factor``, the train state that resumes a run exactly, the
+check that a resumed run has the same architecture, and the atomic ``save_pretrained`` output.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from world_model.data.format import list_episodes
+from world_model.errors import CheckpointError, DataError, UserError
+from world_model.io import atomic_write
+from world_model.latents import float_to_frames, frames_to_float
+
+if TYPE_CHECKING:
+    from world_model.training.trainer import Trainer
+    from world_model.training.vae import VAETrainConfig
+
+FORMAT_VERSION = 1
+TRAIN_CONFIG_FILE = "train_config.json"
+TRAIN_STATE_FILE = "train_state.pt"
+#: Fields that fix the network's shape; a resumed run must agree on them.
+ARCHITECTURE_FIELDS = ("latent_channels", "channels", "layers_per_block", "mid_block_attention")
+
+
+# --- data -------------------------------------------------------------------------------------
+
+@dataclass
+class FrameData:
+    """Training and validation frames from :func:`world_model.data.dataset.make_dataloaders` with
+    windows of one frame; the split is the world model trainer's (by file name)."""
+
+    train_loader: Any  # DataLoader of {"frames": (B, 1, H, W, 3) uint8, ...}; batch k: f(seed, k)
+    val_frames: np.ndarray  # (N, H, W, 3) uint8, the same frames at every validation
+    num_train_files: int
+    num_val_files: int
+
+    def train_batches(self, start_step: int) -> Iterator[Tensor]:
+        """Training frames ``(B, H, W, 3) uint8`` of steps ``start_step, start_step + 1, ...``."""
+        self.train_loader.dataset.set_start_step(start_step)
+        rng = torch.get_rng_state()
+        batches = iter(self.train_loader)  # draws a base seed from the global torch RNG...
+        torch.set_rng_state(rng)  # ...which must not shift the posterior samples of a resumed run
+        for batch in batches:
+            yield batch["frames"][:, 0]
+
+    def train_sample(self, count: int) -> np.ndarray:
+        """``count`` training frames ``(count, H, W, 3) uint8``: those of the first steps."""
+        dataset = self.train_loader.dataset
+        batches = math.ceil(count / dataset.batch_size)
+        return np.concatenate([dataset.batch(i)["frames"][:, 0] for i in range(batches)])[:count]
+
+
+def load_frame_data(data_dir: str | Path, config: VAETrainConfig) -> FrameData:
+    from world_model.data.dataset import make_dataloaders
+
+    if not list_episodes(data_dir):
+        raise DataError(f"{data_dir}: no episode files (*.npz); collect data first with "
+                        f"`rad collect`")
+    val_batches = math.ceil(config.val_frames / config.batch_size)
+    train, val = make_dataloaders(data_dir, seq_len=1, batch_size=config.batch_size,
+                                  val_fraction=config.val_fraction, seed=config.seed,
+                                  num_workers=config.num_workers, val_batches=val_batches)
+    if val is None:
+        raise DataError(f"{data_dir}: need at least 2 usable episode files (one is held out for "
+                        f"validation)")
+    val_frames = np.concatenate([val.dataset.batch(i)["frames"][:, 0] for i in range(val_batches)])
+    return FrameData(train_loader=train, val_frames=val_frames[:config.val_frames],
+                     num_train_files=len(train.dataset.files), num_val_files=len(val.dataset.files))
+
+
+# --- evaluation -------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def reconstruct(vae: nn.Module, frames: np.ndarray, device: torch.device,
+                batch: int = 64) -> np.ndarray:
+    """Encode (posterior mode) and decode ``frames (N, H, W, 3) uint8``; returns the same shape."""
+    out = []
+    for i in range(0, len(frames), batch):
+        x = frames_to_float(torch.from_numpy(frames[i:i + batch]).to(device))
+        z = vae.encode(x).latent_dist.mode()
+        out.append(float_to_frames(vae.decode(z).sample).cpu().numpy())
+    return np.concatenate(out)
+
+
+@torch.no_grad()
+def latent_std(vae: nn.Module, frames: np.ndarray, device: torch.device,
+               batch: int = 64) -> tuple[float, float]:
+    """``(mean, std)`` over every element of the posterior-mode latents of ``frames``."""
+    zs = []
+    for i in range(0, len(frames), batch):
+        x = frames_to_float(torch.from_numpy(frames[i:i + batch]).to(device))
+        zs.append(vae.encode(x).latent_dist.mode())
+    z = torch.cat(zs).double()
+    return float(z.mean()), float(z.std())
+
+
+# --- checkpoints ------------------------------------------------------------------------------
+
+
+def config_dict(config: VAETrainConfig) -> dict[str, Any]:
+    data = dataclasses.asdict(config)
+    data["channels"] = list(config.channels)
+    return {"format_version": FORMAT_VERSION, **data}
+
+
+def check_resume_config(out: Path, config: VAETrainConfig) -> None:
+    path = out / TRAIN_CONFIG_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing; cannot check that --resume matches the saved run")
+    saved = json.loads(path.read_text())
+    if saved.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: format_version {saved.get('format_version')}, "
+                              f"expected {FORMAT_VERSION}")
+    ours = config_dict(config)
+    diff = [f"{k}: saved {saved.get(k)!r}, now {ours[k]!r}" for k in ARCHITECTURE_FIELDS
+            if saved.get(k) != ours[k]]
+    if diff:
+        raise UserError(f"{out}: --resume with a different architecture ({'; '.join(diff)})")
+
+
+def save_train_state(out: Path, trainer: Trainer) -> None:
+    """Write ``train_state.pt`` atomically: plain tensors, ints and floats only (the trainer's
+    state and the global torch RNG, which draws the posterior samples)."""
+    state = {"format_version": FORMAT_VERSION, **trainer.state_dict(),
+             "torch_rng": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda_rng"] = torch.cuda.get_rng_state_all()
+    atomic_write(out / TRAIN_STATE_FILE, lambda tmp: torch.save(state, tmp))
+
+
+def load_train_state(out: Path, trainer: Trainer) -> int:
+    """Restore weights, optimizer and RNG from ``train_state.pt``; returns the saved step."""
+    path = out / TRAIN_STATE_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no training state to resume from")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        trainer.load_state_dict(state)
+    except (RuntimeError, KeyError, EOFError, OSError) as exc:
+        raise CheckpointError(f"{path}: unreadable or incompatible training state ({exc})") from exc
+    torch.set_rng_state(state["torch_rng"])
+    if "cuda_rng" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    return trainer.step
+
+
+def save_vae_dir(out: Path, vae: nn.Module) -> None:
+    """``save_pretrained`` into a temporary directory inside ``out``, then move each file into place
+    (weights first, ``config.json`` last) so ``out`` never holds a half-written file."""
+    tmp = Path(tempfile.mkdtemp(prefix=".vae.", suffix=".tmp", dir=out))
+    try:
+        vae.save_pretrained(tmp, safe_serialization=True)
+        files = sorted(tmp.iterdir(), key=lambda p: p.name == "config.json")
+        for f in files:
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+            f.chmod(0o644)  # a VAE is shared and shipped; the temporary files may be owner-only
+            os.replace(f, out / f.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
