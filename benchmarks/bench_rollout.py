@@ -31,7 +31,7 @@ import sys
 import time
 
 
-def build_world(args):
+def world_for(args):
     import torch
 
     from world_model.checkpoint import load
@@ -159,7 +159,7 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
-    world = build_world(args)
+    world = world_for(args)
     cfg = world.model.cfg
     print(f"model: {cfg.memory}-{cfg.mode}, W={cfg.window}, depth {cfg.depth}, width {cfg.width}, "
           f"{cfg.tokens_per_frame} tokens/frame, latent {cfg.latent_channels}x{cfg.latent_size}^2; "

@@ -27,8 +27,9 @@ import numpy as np
 
 from rad_env.contexts import Context
 from world_model.data.dataset import index_episodes, read_clip
-from world_model.data.format import list_episodes
+from world_model.data.format import episode_name, list_episodes
 from world_model.errors import DataError, UserError
+from world_model.io import atomic_write_npz
 
 logger = logging.getLogger(__name__)
 
@@ -82,18 +83,10 @@ class ContextBank:
 
     def save(self, path: str | Path) -> Path:
         """Write the bank atomically (compressed npz)."""
-        from world_model.io import atomic_write
-
-        arrays = {"frames": self.frames, "actions": self.actions,
-                  "follow_actions": self.follow_actions, "follow_frames": self.follow_frames,
-                  "episode": self.episode, "start": self.start,
-                  "version": np.int64(BANK_VERSION)}
-
-        def write(tmp: str) -> None:
-            with open(tmp, "wb") as f:  # a file object: np.savez adds no suffix
-                np.savez_compressed(f, **arrays)
-
-        return atomic_write(path, write)
+        return atomic_write_npz(path, {
+            "frames": self.frames, "actions": self.actions,
+            "follow_actions": self.follow_actions, "follow_frames": self.follow_frames,
+            "episode": self.episode, "start": self.start, "version": np.int64(BANK_VERSION)})
 
     @classmethod
     def load(cls, path: str | Path) -> ContextBank:
@@ -136,13 +129,6 @@ class ContextBank:
                             f"got {ff.shape} {ff.dtype}")
         if self.episode.shape != (K,) or self.start.shape != (K,):
             raise DataError(f"{name}: 'episode' and 'start' must be ({K},)")
-
-
-def _episode_name(path: Path, root: Path) -> str:
-    try:
-        return str(path.relative_to(root))
-    except ValueError:
-        return path.name
 
 
 def make_context_bank(data_dir: str | Path, out_file: str | Path, clips: int = 64,
@@ -192,7 +178,7 @@ def make_context_bank(data_dir: str | Path, out_file: str | Path, clips: int = 6
         if follow:
             follow_f.append(image[context_len:])
             follow_a.append(action[context_len:])
-        names.append(_episode_name(entry.path, root))
+        names.append(episode_name(entry.path, root))
         starts.append(start)
     size = frames[0].shape[1:]
     bank = ContextBank(

@@ -211,7 +211,7 @@ class BatchedWorlds:
                 "context_source": source, "clip": clip}
 
     # -- frames -----------------------------------------------------------------------------------
-    def check_actions(self, actions: Any) -> torch.Tensor:
+    def _checked_actions(self, actions: Any) -> torch.Tensor:
         """``(N,)`` integers in ``[0, num_actions)`` (a scalar when N = 1) -> the same values as a
         tensor (sharing a numpy array's memory); a clear error otherwise."""
         if np.ndim(actions) == 0 and self.num_envs == 1:
@@ -226,7 +226,7 @@ class BatchedWorlds:
     def step(self, actions: Any, validate: bool = True) -> StepResult:
         """Imagine one frame for every row: ``actions (N,)`` -> :class:`StepResult`.
         ``validate=False``: ``actions`` is an ``(N,)`` integer tensor the caller checked."""
-        a = self.check_actions(actions) if validate else actions
+        a = self._checked_actions(actions) if validate else actions
         frames, info = self.engine.step(self._require_started(), a, validate=False)
         return self._finish(frames.cpu().numpy(), info, imagined=True)
 
@@ -237,7 +237,7 @@ class BatchedWorlds:
         if validate:
             check_frames(frames, "(N, H, W, 3)", self.frame_size, rows=self.num_envs,
                          name="observed frames")
-        a = self.check_actions(actions) if validate else actions
+        a = self._checked_actions(actions) if validate else actions
         obs = np.array(frames, dtype=np.uint8, copy=True)  # the caller keeps its array
         info = self.engine.observe(self._require_started(), torch.from_numpy(obs), a,
                                    validate=False)

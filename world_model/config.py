@@ -15,12 +15,13 @@ the loop they drive, one dataclass per script.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from world_model.errors import CheckpointError, UserError
+from world_model.errors import CheckpointError, UserError, require
 
 #: Version of the config.json layout. Bump on incompatible changes.
 CONFIG_VERSION = 1
@@ -101,9 +102,7 @@ class ModelConfig:
         return self.depth * (self.window - 1) + 1 if self.mode == "frame" else self.window
 
     def validate(self) -> ModelConfig:
-        def need(ok: bool, msg: str) -> None:
-            if not ok:
-                raise UserError(f"invalid ModelConfig: {msg}")
+        need = functools.partial(require, what="invalid ModelConfig")
 
         need(self.memory in ("lstm", "mamba2", "ttt", "none"), f"memory={self.memory!r}")
         need(self.mode in ("frame", "chunk"), f"mode={self.mode!r}")
@@ -157,9 +156,7 @@ class DiffusionConfig:
     """'augmented': the context noise level the rollout engine uses."""
 
     def validate(self) -> DiffusionConfig:
-        def need(ok: bool, msg: str) -> None:
-            if not ok:
-                raise UserError(f"invalid DiffusionConfig: {msg}")
+        need = functools.partial(require, what="invalid DiffusionConfig")
 
         need(self.num_levels >= 1, "num_levels must be >= 1")
         need(self.schedule in ("cosine", "linear"), f"schedule={self.schedule!r}")
@@ -227,8 +224,8 @@ class TrainConfig:
     """Weight of the termination head's binary cross-entropy in the training loss."""
 
     def validate(self) -> TrainConfig:
-        if self.precision not in ("float32", "bfloat16"):
-            raise UserError(f"invalid TrainConfig: precision={self.precision!r}")
+        require(self.precision in ("float32", "bfloat16"), f"precision={self.precision!r}",
+                "invalid TrainConfig")
         return self
 
 

@@ -21,3 +21,9 @@ class CheckpointError(RadError):
 
 class BackendError(RadError, RuntimeError):
     """A system library or rendering backend the real simulator needs is missing."""
+
+
+def require(ok: bool, message: str, what: str = "") -> None:
+    """Raise :class:`UserError` (``"what: message"``) unless ``ok``: the configs' validation."""
+    if not ok:
+        raise UserError(f"{what}: {message}" if what else message)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 
 def _umask() -> int:
@@ -35,3 +36,14 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def atomic_write_npz(path: str | os.PathLike, arrays: Mapping[str, Any]) -> Path:
+    """Write ``arrays`` as a compressed ``.npz`` under ``path`` exactly (no suffix added)."""
+    import numpy as np
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:  # a file object: numpy would append ".npz" to a bare name
+            np.savez_compressed(f, **arrays)
+
+    return atomic_write(path, write)

@@ -46,7 +46,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from world_model.data.format import REQUIRED_KEYS, action_indices, list_episodes, read_npy_header
+from world_model.data.format import (
+    REQUIRED_KEYS,
+    action_indices,
+    episode_name,
+    list_episodes,
+    read_npy_header,
+)
 from world_model.errors import DataError, UserError
 
 logger = logging.getLogger(__name__)
@@ -139,12 +145,7 @@ def split_episodes(paths: Sequence[Path], val_fraction: float, root: str | os.Pa
         n_val = 0
 
     def name(p: Path) -> str:
-        if root is not None and Path(root).is_dir():
-            try:
-                return p.relative_to(root).as_posix()
-            except ValueError:
-                pass
-        return p.name
+        return episode_name(p, root)
 
     ranked = sorted(paths, key=lambda p: (_name_score(name(p)), name(p)))
     val = set(ranked[:n_val])

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from world_model.errors import DataError
-from world_model.io import atomic_write
+from world_model.io import atomic_write_npz
 
 REQUIRED_KEYS = ("image", "action", "reward")
 GLOBAL_KEYS = (
@@ -74,13 +74,7 @@ def write_episode(path: str | os.PathLike, episode: Mapping[str, np.ndarray]) ->
     """
     path = Path(path)
     validate_episode(episode, str(path))
-    arrays = {k: np.asarray(v) for k, v in episode.items()}
-
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as f:  # a file object: numpy would append ".npz" to a bare name
-            np.savez_compressed(f, **arrays)
-
-    return atomic_write(path, write)
+    return atomic_write_npz(path, {k: np.asarray(v) for k, v in episode.items()})
 
 
 def read_episode(path: str | os.PathLike, keys: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
@@ -123,6 +117,18 @@ def episode_length(path: str | os.PathLike) -> int:
         return int(shape[0])
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         raise DataError(f"{path}: unreadable or corrupt episode file ({exc})") from exc
+
+
+def episode_name(path: str | os.PathLike, root: str | os.PathLike | None) -> str:
+    """How an episode file is named in a data set: its path relative to the directory ``root``
+    (posix), or its file name (``root`` a file, None, or not above ``path``)."""
+    path = Path(path)
+    if root is not None and Path(root).is_dir():
+        try:
+            return path.relative_to(root).as_posix()
+        except ValueError:
+            pass
+    return path.name
 
 
 def list_episodes(root: str | os.PathLike) -> list[Path]:

@@ -2,9 +2,10 @@
 
 :class:`DDIMSampler` decides the level sequence ``K -> ... -> 0`` for a number of steps
 (:class:`~world_model.config.SamplerConfig`) and performs one update ``x_k -> x_k'`` in float32
-from the network output (via :meth:`~world_model.diffusion.schedule.Diffusion.to_x0_eps`). It
-knows nothing about the network, the cache or the memory: the rollout engine calls the network and
-hands the output here.
+from the network output: it turns the output into the predicted ``(x0, eps)`` under the world's
+parameterisation (``DiffusionConfig.prediction``), as diffusers' schedulers do, with the
+schedule's coefficients of its levels looked up once. It knows nothing about the network, the
+cache or the memory: the rollout engine calls the network and hands the output here.
 
 Noise (the initial frame and, for ``eta > 0``, the stochastic part of each update) is drawn with
 :func:`randn_rows` from one ``torch.Generator`` per batch row, so a row's samples depend on its own
@@ -46,9 +47,31 @@ class DDIMSampler:
         config = (config or SamplerConfig()).validate(diffusion.num_levels)
         self.diffusion = diffusion
         self.config = config
+        self.prediction = diffusion.cfg.prediction
         K = diffusion.num_levels
         # Evenly spaced, rounded; distinct because steps <= K.
         self.levels = torch.linspace(K, 0, config.steps + 1, dtype=torch.float64).round().long()
+        self._coefficients: dict[int, tuple[Tensor, Tensor]] = {}
+        for level in self.levels.tolist():
+            self.coefficients(level)
+
+    def coefficients(self, level: int) -> tuple[Tensor, Tensor]:
+        """``alpha, sigma`` of ``level`` as float32 scalars (0-dim, on the CPU), computed once."""
+        if level not in self._coefficients:
+            a, s = self.diffusion.coefficients(torch.tensor(level))
+            self._coefficients[level] = (a, s)
+        return self._coefficients[level]
+
+    def to_x0_eps(self, x: Tensor, output: Tensor, level: int) -> tuple[Tensor, Tensor]:
+        """The network's ``output`` for ``x (B, ...)`` at ``level`` -> the predicted
+        ``(x0, eps)``, computed in float32."""
+        x, output = x.float(), output.float()
+        a, s = (c.to(x.device) for c in self.coefficients(level))
+        if self.prediction == "v":
+            return a * x - s * output, s * x + a * output
+        if self.prediction == "eps":
+            return (x - s * output) / a.clamp(min=1e-4), output
+        return output, (x - a * output) / s.clamp(min=1e-4)
 
     @property
     def steps(self) -> int:
@@ -78,13 +101,11 @@ class DDIMSampler:
         """
         if not 0 <= next_level < level:
             raise ValueError(f"DDIM step must lower the level, got {level} -> {next_level}")
-        B = x.shape[0]
-        lv = torch.full((B,), level, dtype=torch.long, device=x.device)
-        x0, eps = self.diffusion.to_x0_eps(x, output, lv)
+        x0, eps = self.to_x0_eps(x, output, level)
         if next_level == 0:
             return x0
-        a, s = (c.item() for c in self.diffusion.coefficients(torch.tensor([level])))
-        a_next, s_next = (c.item() for c in self.diffusion.coefficients(torch.tensor([next_level])))
+        a, s = (c.item() for c in self.coefficients(level))
+        a_next, s_next = (c.item() for c in self.coefficients(next_level))
         eta = self.config.eta
         sigma = 0.0
         if eta > 0 and s > 0 and a_next > 0:

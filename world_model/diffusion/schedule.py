@@ -1,5 +1,8 @@
 """The diffusion objective: noise schedule, diffusion-forcing levels, parameterisations, loss.
 
+(The inverse of the parameterisation, network output -> ``(x0, eps)``, is the sampler's:
+:meth:`world_model.diffusion.ddim.DDIMSampler.to_x0_eps`.)
+
 No parameters. Level ``k`` in ``[0, K]``: ``x_k = alpha_k x0 + sigma_k eps`` with
 ``alpha_k^2 = alpha_bar[k]``, ``sigma_k^2 = 1 - alpha_bar[k]``; level 0 is the clean frame
 (``alpha_bar[0] = 1``) and level K pure noise.
@@ -16,7 +19,7 @@ from world_model.config import DiffusionConfig
 
 
 class Diffusion:
-    """Schedule and conversions between the network output and ``x0`` / ``eps``."""
+    """The schedule, the training levels and noise, the target the network learns, the loss."""
 
     def __init__(self, cfg: DiffusionConfig) -> None:
         self.cfg = cfg
@@ -77,19 +80,6 @@ class Diffusion:
             return x0
         a, s = self.coefficients(levels)
         return self._expand(a, x0) * noise - self._expand(s, x0) * x0
-
-    def to_x0_eps(self, x_t: Tensor, output: Tensor, levels: Tensor) -> tuple[Tensor, Tensor]:
-        """Network output -> predicted ``(x0, eps)``, computed in float32."""
-        x_t, output = x_t.float(), output.float()
-        a, s = self.coefficients(levels)
-        a, s = self._expand(a, x_t), self._expand(s, x_t)
-        if self.cfg.prediction == "v":
-            return a * x_t - s * output, s * x_t + a * output
-        if self.cfg.prediction == "eps":
-            x0 = (x_t - s * output) / a.clamp(min=1e-4)
-            return x0, output
-        eps = (x_t - a * output) / s.clamp(min=1e-4)
-        return output, eps
 
     def loss(self, output: Tensor, x0: Tensor, noise: Tensor, levels: Tensor) -> Tensor:
         """Diffusion loss of ``output (B, T, ...)`` for frames ``x0`` noised with ``noise`` at

@@ -84,6 +84,8 @@ def load_lpips(weights: str | os.PathLike | None = None, device: str = "cpu",
                       f"set {LPIPS_ENV}; file {ALEXNET_FILE} from torchvision)")
     import torch
 
+    from world_model.latents import frames_to_float
+
     try:
         from torchmetrics.functional.image.lpips import _LPIPS
 
@@ -103,8 +105,8 @@ def load_lpips(weights: str | os.PathLike | None = None, device: str = "cpu",
         out = []
         with torch.no_grad():
             for i in range(0, len(real), batch):
-                a, b = (torch.from_numpy(np.ascontiguousarray(x[i:i + batch])).to(device)
-                        .permute(0, 3, 1, 2).float().div(127.5).sub(1) for x in (real, pred))
+                a, b = (frames_to_float(torch.from_numpy(np.ascontiguousarray(x[i:i + batch]))
+                                        .to(device)) for x in (real, pred))
                 out.append(net(a, b).flatten().double().cpu().numpy())
         return np.concatenate(out) if out else np.zeros(0)
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from world_model.evaluation.videos import side_by_side, write_video
-from world_model.io import atomic_write, atomic_write_text
+from world_model.io import atomic_write_npz, atomic_write_text
 
 if TYPE_CHECKING:
     from world_model.evaluation.protocol import Row, Scores, Trajectory
@@ -106,10 +106,4 @@ def plot_curves(path: Path, per_frame: dict[str, list[Scores]]) -> None:
 
 def save_frames(path: Path, trajs: Sequence[Trajectory], generated: Sequence[np.ndarray]) -> None:
     """Every generated frame, one array a trajectory: ``frames/<checkpoint>.npz``."""
-    arrays = {t.name: g for t, g in zip(trajs, generated)}
-
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, **arrays)
-
-    atomic_write(path, write)
+    atomic_write_npz(path, {t.name: g for t, g in zip(trajs, generated)})

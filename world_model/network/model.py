@@ -11,7 +11,7 @@ Three passes share every weight:
 * ``forward_frame``  - one frame against cached keys/values of its context (the rollout engine).
 
 (plus ``forward_context``, the windowed pass of a noisy and a clean stream together.) The layers
-are :class:`~world_model.network.block.RADBlock`. Memory states are explicit
+are :class:`~world_model.network.layers.RADBlock`. Memory states are explicit
 (:data:`~world_model.network.memory.MemoryState`: per layer tensors ``(B, N, *feature)``, N tokens
 per frame, or None for memory ``'none'``), as is the temporal-attention cache
 (:data:`~world_model.network.layers.KVCache`). The network knows nothing of the noise schedule.
@@ -26,10 +26,10 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from world_model.config import ModelConfig
-from world_model.network.block import RADBlock
 from world_model.network.layers import (
     KVCache,
     LevelEmbedding,
+    RADBlock,
     apply_rope,
     modulate,
     rope_2d,
@@ -56,6 +56,7 @@ class RADModel(nn.Module):
         super().__init__()
         cfg.validate()
         self.cfg = cfg
+        self.grid, self.head_dim = cfg.grid, cfg.head_dim  # derived once, read every pass
         D, p, C = cfg.width, cfg.patch_size, cfg.latent_channels
         self.patch_in = nn.Linear(C * p * p * (1 if cfg.prev_frame == "none" else 2), D)
         self.level_emb = LevelEmbedding(D, num_levels)
@@ -106,10 +107,10 @@ class RADModel(nn.Module):
         return self.level_emb(levels) + self.action_emb(actions)
 
     def _rope_t(self, positions: Tensor):
-        return rope_angles(positions, self.cfg.head_dim)
+        return rope_angles(positions, self.head_dim)
 
     def _output(self, x: Tensor, c: Tensor, prev: Tensor | None = None) -> ModelOutput:
-        p, g = self.cfg.patch_size, self.cfg.grid
+        p, g = self.cfg.patch_size, self.grid
         shift, scale = self.ada_out(c)[:, :, None].chunk(2, dim=-1)
         y = self.patch_out(modulate(self.norm_out(x), shift, scale))
         pred = rearrange(y, "b t (gh gw) (p1 p2 c) -> b t c (gh p1) (gw p2)", gh=g, gw=g, p1=p, p2=p)

@@ -110,10 +110,7 @@ def collect(out: str | os.PathLike, episodes: int, *, env: str = "memory-maze-9x
     Returns:
         The paths of all ``episodes`` files, in index order.
     """
-    try:
-        size = parse_size(env)
-    except ValueError as exc:
-        raise UserError(str(exc)) from exc
+    size = parse_size(env)
     if episodes < 1:
         raise UserError(f"--episodes must be >= 1, got {episodes}")
     if not 1 <= steps <= SIZES[size]:

@@ -193,10 +193,7 @@ def make_evalset(out: str | os.PathLike, trajectories: int, *, env: str = "memor
     Returns:
         The paths of all ``trajectories`` files, in index order.
     """
-    try:
-        size = parse_size(env)
-    except ValueError as exc:
-        raise UserError(str(exc)) from exc
+    size = parse_size(env)
     if trajectories < 1:
         raise UserError(f"--trajectories must be >= 1, got {trajectories}")
     if not 2 <= min_frames <= max_frames:

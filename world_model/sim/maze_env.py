@@ -110,10 +110,7 @@ class MemoryMazeEnv(gymnasium.Env):
 
     def __init__(self, size: str = "9x9", extra_obs: bool = False, render_mode: str | None = None,
                  max_steps: int | None = None, **task_kwargs: Any) -> None:
-        try:
-            self.size = parse_size(size)
-        except ValueError as exc:
-            raise UserError(str(exc)) from exc
+        self.size = parse_size(size)
         if render_mode not in (None, *self.metadata["render_modes"]):
             raise UserError(f"render_mode={render_mode!r}: expected one of "
                             f"{self.metadata['render_modes']} or None")
@@ -134,7 +131,7 @@ class MemoryMazeEnv(gymnasium.Env):
         self._dm: Any = None  # the dm_env task, built on the first reset
         self._episode_over = True
         self._last_image: np.ndarray | None = None
-        self.steps = 0  # steps taken in the current episode
+        self.episode_step = 0  # steps taken in the current episode (episode_steps: its length)
 
     # -- Gymnasium API -------------------------------------------------------------------------
 
@@ -147,7 +144,7 @@ class MemoryMazeEnv(gymnasium.Env):
         elif self._dm is None:
             self._build(int(self.np_random.integers(_SEED_LIMIT)))
         timestep = self._dm.reset()
-        self.steps = 0
+        self.episode_step = 0
         self._episode_over = False
         return self._observe(timestep.observation)
 
@@ -160,13 +157,13 @@ class MemoryMazeEnv(gymnasium.Env):
         if not 0 <= index < NUM_ACTIONS:
             raise UserError(f"action {action!r} is outside Discrete({NUM_ACTIONS})")
         timestep = self._dm.step(index)
-        self.steps += 1
+        self.episode_step += 1
         terminated = truncated = False
         if timestep.last():
             self._episode_over = True
             if timestep.discount == 0.0:  # dm_control: physics diverged
                 logger.warning("Memory Maze physics diverged at step %d; episode terminated",
-                               self.steps)
+                               self.episode_step)
                 terminated = True
             else:  # Memory Maze episodes end by time limit only
                 truncated = True

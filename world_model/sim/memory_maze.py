@@ -17,7 +17,7 @@ import sys
 import types
 from typing import Any
 
-from world_model.errors import BackendError
+from world_model.errors import BackendError, UserError
 
 #: Maze sizes and their episode lengths in steps (4 Hz control).
 SIZES = {"9x9": 1000, "11x11": 2000, "13x13": 3000, "15x15": 4000}
@@ -98,7 +98,7 @@ def parse_size(name: str) -> str:
     for size in SIZES:
         if size in name:
             return size
-    raise ValueError(f"unknown Memory Maze size in {name!r}; expected one of {sorted(SIZES)}")
+    raise UserError(f"unknown Memory Maze size in {name!r}; expected one of {sorted(SIZES)}")
 
 
 def make_dm_env(size: str = "9x9", seed: int | None = None, *, global_observables: bool = True,

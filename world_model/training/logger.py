@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from world_model.errors import UserError
-from world_model.io import atomic_write
+from world_model.io import atomic_write_text
 
 
 class RunLogger:
@@ -34,7 +34,7 @@ class RunLogger:
         if jsonl is not None and jsonl.exists():  # drop lines logged after the resumed step
             kept = [ln for ln in jsonl.read_text().splitlines()
                     if ln.strip() and json.loads(ln).get("step", 0) <= start_step]
-            atomic_write(jsonl, lambda tmp: Path(tmp).write_text("".join(k + "\n" for k in kept)))
+            atomic_write_text(jsonl, "".join(k + "\n" for k in kept))
         if wandb_mode != "disabled":
             try:
                 import wandb

@@ -27,7 +27,7 @@ from world_model.checkpoint import CONFIG_FILE, TRAIN_STATE_FILE, save_world
 from world_model.config import RunConfig
 from world_model.devices import resolve_device
 from world_model.errors import UserError
-from world_model.io import atomic_write
+from world_model.io import atomic_write, atomic_write_text
 from world_model.training import distributed as D
 from world_model.training.logger import RunLogger
 from world_model.training.objective import Batch, WorldModelObjective
@@ -164,8 +164,7 @@ class WorldRun:
         if self.dist.is_main:
             save_world(path, self.config, self.trainer.ema.model, vae_source=self._vae_source())
             meta = {"step": step, "cpu_minutes": self.trainer.cpu_seconds / 60.0}
-            atomic_write(path / "train_info.json",
-                         lambda tmp: Path(tmp).write_text(json.dumps(meta) + "\n"))
+            atomic_write_text(path / "train_info.json", json.dumps(meta) + "\n")
         return path
 
     # -- validation ---------------------------------------------------------------------------------

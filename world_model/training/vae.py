@@ -37,7 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from world_model.devices import resolve_device
-from world_model.errors import CheckpointError, DataError, UserError
+from world_model.errors import CheckpointError, DataError, UserError, require
 from world_model.evaluation.metrics import psnr
 from world_model.io import atomic_write_text
 from world_model.latents import frames_to_float
@@ -110,10 +110,7 @@ class VAETrainConfig:
     """Seeds frame sampling, weight initialisation and posterior samples (the split is by name)."""
 
     def __post_init__(self) -> None:
-        def need(ok: bool, message: str) -> None:
-            if not ok:
-                raise UserError(message)
-
+        need = require
         object.__setattr__(self, "channels", tuple(self.channels))
         need(len(self.channels) >= 1 and all(isinstance(c, int) and c > 0 for c in self.channels),
              f"channels must be positive integers, got {self.channels}")

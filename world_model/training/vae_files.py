@@ -87,27 +87,27 @@ def load_frame_data(data_dir: str | Path, config: VAETrainConfig) -> FrameData:
 # --- evaluation -------------------------------------------------------------------------------
 
 
+def _posterior_modes(vae: nn.Module, frames: np.ndarray, device: torch.device,
+                     batch: int) -> Iterator[Tensor]:
+    """Posterior-mode latents of ``frames (N, H, W, 3) uint8``, ``batch`` frames at a time."""
+    for i in range(0, len(frames), batch):
+        x = frames_to_float(torch.from_numpy(frames[i:i + batch]).to(device))
+        yield vae.encode(x).latent_dist.mode()
+
+
 @torch.no_grad()
 def reconstruct(vae: nn.Module, frames: np.ndarray, device: torch.device,
                 batch: int = 64) -> np.ndarray:
     """Encode (posterior mode) and decode ``frames (N, H, W, 3) uint8``; returns the same shape."""
-    out = []
-    for i in range(0, len(frames), batch):
-        x = frames_to_float(torch.from_numpy(frames[i:i + batch]).to(device))
-        z = vae.encode(x).latent_dist.mode()
-        out.append(float_to_frames(vae.decode(z).sample).cpu().numpy())
-    return np.concatenate(out)
+    return np.concatenate([float_to_frames(vae.decode(z).sample).cpu().numpy()
+                           for z in _posterior_modes(vae, frames, device, batch)])
 
 
 @torch.no_grad()
 def latent_std(vae: nn.Module, frames: np.ndarray, device: torch.device,
                batch: int = 64) -> tuple[float, float]:
     """``(mean, std)`` over every element of the posterior-mode latents of ``frames``."""
-    zs = []
-    for i in range(0, len(frames), batch):
-        x = frames_to_float(torch.from_numpy(frames[i:i + batch]).to(device))
-        zs.append(vae.encode(x).latent_dist.mode())
-    z = torch.cat(zs).double()
+    z = torch.cat(list(_posterior_modes(vae, frames, device, batch))).double()
     return float(z.mean()), float(z.std())
 
 
