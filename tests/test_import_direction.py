@@ -143,7 +143,7 @@ def _write(root: Path, relative: str, source: str) -> None:
 
 
 @pytest.mark.parametrize("relative,source,culprit", [
-    ("world_model/train.py", "from rad_env import env\n", "rad_env"),
+    ("world_model/training/run.py", "from rad_env import env\n", "rad_env"),
     ("world_model/data/x.py", "import agents.ppo\n", "agents.ppo"),
     ("world_model/y.py", "import importlib\nimportlib.import_module('rad_env.env')\n", "rad_env.env"),
     ("rad_env/vector.py", "def f():\n    from agents import ppo\n", "agents"),

@@ -221,6 +221,20 @@ def test_bfloat16_compute_dtype_steps(tiny_world):
     assert obs.shape == (64, 64, 3) and obs.dtype == np.uint8
 
 
+def test_rad_demo_writes_the_real_clip_beside_the_imagined_run(tiny_world, tmp_path, capsys):
+    from world_model.cli import main as rad
+
+    out = tmp_path / "demo.gif"
+    assert rad(["demo", "--checkpoint", str(tiny_world), "--clip", "0", "--frames", "20",
+                "--steps", "1", "--out", str(out), "--no-progress"]) == 0
+    import imageio.v3 as iio
+
+    video = iio.imread(out, index=None)
+    assert video.shape[0] == CONTEXT + 20 and video.shape[2] == 2 * video.shape[1]
+    printed = capsys.readouterr().out
+    assert "20 frames imagined from real clip 0" in printed and "first 16 frames" in printed
+
+
 # -- clear errors ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("action,message", [
     (6, r"action 6 is outside Discrete\(6\)"),

@@ -42,10 +42,10 @@ from torch import Tensor
 from world_model.config import SamplerConfig
 from world_model.diffusion.ddim import DDIMSampler, randn_rows
 from world_model.engine.checks import check_actions, check_frames
-from world_model.engine.world_state import WorldState, map_memory, memory_tensors, row_generators
+from world_model.engine.world_state import WorldState, row_generators
 from world_model.errors import UserError
 from world_model.network.layers import KVCache
-from world_model.network.memory import MemoryState
+from world_model.network.memory import MemoryState, map_memory, memory_tensors
 from world_model.network.model import ModelOutput
 from world_model.network.windows import has_previous, window_start
 from world_model.world import World

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from world_model.errors import UserError
-from world_model.network.memory import MemoryState
+from world_model.network.memory import MemoryState, map_memory, memory_tensors
 from world_model.network.windows import window_start
 
 Rows = Tensor | np.ndarray | Sequence[int] | Sequence[bool] | int
@@ -26,18 +26,6 @@ def _clone_generator(g: torch.Generator) -> torch.Generator:
     new = torch.Generator(device=g.device)
     new.set_state(g.get_state())
     return new
-
-
-def map_memory(memory: MemoryState | None, fn) -> MemoryState | None:
-    if memory is None:
-        return None
-    return [None if layer is None else tuple(fn(s) for s in layer) for layer in memory]
-
-
-def memory_tensors(memory: MemoryState | None) -> list[Tensor]:
-    if memory is None:
-        return []
-    return [s for layer in memory if layer is not None for s in layer]
 
 
 @dataclass

@@ -35,6 +35,20 @@ LayerMemory = tuple[Tensor, ...] | None
 MemoryState = list[LayerMemory]
 
 
+def map_memory(memory: MemoryState | None, fn) -> MemoryState | None:
+    """``fn`` applied to every tensor of a :data:`MemoryState` (clone, index rows, move, cast)."""
+    if memory is None:
+        return None
+    return [None if layer is None else tuple(fn(s) for s in layer) for layer in memory]
+
+
+def memory_tensors(memory: MemoryState | None) -> list[Tensor]:
+    """Every tensor of a :data:`MemoryState`, first layer first (to assign rows in place)."""
+    if memory is None:
+        return []
+    return [s for layer in memory if layer is not None for s in layer]
+
+
 class Memory(nn.Module):
     """Base class; subclasses implement ``state_shapes``, ``step`` and may speed up ``scan``."""
 
