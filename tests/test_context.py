@@ -8,7 +8,8 @@ import pytest
 import torch
 from model_utils import MEMORIES, MODES, tiny_engine, tiny_model
 
-from world_model.config import DiffusionConfig, ModelConfig, RunConfig
+from world_model.config import DiffusionConfig, ModelConfig, RunConfig, SamplerConfig
+from world_model.diffusion.ddim import DDIMSampler
 from world_model.diffusion.schedule import Diffusion
 from world_model.engine.rollout import RolloutEngine
 from world_model.errors import CheckpointError, UserError
@@ -221,3 +222,41 @@ def test_invalid_diffusion_settings_are_refused_by_name():
         DiffusionConfig(context="noisy").validate()
     with pytest.raises(UserError, match="context_level"):
         DiffusionConfig(context_level=5000).validate()
+
+
+# -- x0 with a skip connection, and clipping --------------------------------------------------------
+def test_ddim_with_an_oracle_recovers_the_frame_through_the_skip_connection():
+    diffusion = Diffusion(DiffusionConfig(prediction="x0", skip_sigma=0.2))
+    sampler = DDIMSampler(diffusion, SamplerConfig(steps=5))
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.rand(3, 3, 8, 8, generator=g) * 2 - 1
+    x = torch.randn(3, 3, 8, 8, generator=g)
+    for level, next_level in sampler.pairs():
+        lv = torch.full((3,), level)
+        a, s = diffusion.coefficients(lv)
+        eps = (x - a.view(-1, 1, 1, 1) * x0) / s.view(-1, 1, 1, 1)
+        oracle = diffusion.target(x0[:, None], eps[:, None], lv[:, None])[:, 0]
+        x = sampler.step(x, oracle, level, next_level)
+    torch.testing.assert_close(x, x0, rtol=0, atol=1e-4)
+
+
+def test_skip_connection_passes_a_nearly_clean_input_through_and_ignores_it_at_pure_noise():
+    diffusion = Diffusion(DiffusionConfig(prediction="x0", skip_sigma=0.2))
+    x_t, output = torch.full((1, 2, 3, 4, 4), 0.5), torch.full((1, 2, 3, 4, 4), -0.5)
+    x0 = diffusion.predicted_x0(x_t, output, torch.tensor([[1, 1000]]))
+    torch.testing.assert_close(x0[0, 0], x_t[0, 0], atol=5e-3, rtol=0)     # level 1: the input
+    torch.testing.assert_close(x0[0, 1], output[0, 1], atol=1e-3, rtol=0)  # level K: the output
+    # the loss is the error of that predicted frame
+    noise = torch.randn_like(x_t)
+    levels = torch.tensor([[300, 700]])
+    exact = diffusion.target(torch.zeros_like(x_t), noise, levels)
+    assert float(diffusion.loss(exact, torch.zeros_like(x_t), noise, levels)) < 1e-10
+
+
+def test_sampler_clips_predicted_frames_to_the_codec_range():
+    diffusion = Diffusion(DiffusionConfig(prediction="x0"))
+    clipped = DDIMSampler(diffusion, SamplerConfig(steps=2), value_range=(-1.0, 1.0))
+    free = DDIMSampler(diffusion, SamplerConfig(steps=2, clip=False), value_range=(-1.0, 1.0))
+    x, wild = torch.randn(2, 3, 4, 4), torch.full((2, 3, 4, 4), 3.0)
+    assert float(clipped.step(x, wild, 500, 0).max()) == 1.0
+    assert float(free.step(x, wild, 500, 0).max()) == 3.0

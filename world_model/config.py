@@ -135,6 +135,14 @@ class DiffusionConfig:
     ``1 / max(sigma, v_loss_min_sigma)**2``)."""
     v_loss_min_sigma: float = 0.05
     """Clamp of sigma in the v-space loss weight, so nearly clean levels do not dominate."""
+    skip_sigma: float = 0.0
+    """x0-prediction only, 0 = off. The predicted x0 is ``w_x * x_t + w_out * output`` with
+    ``w_x = alpha d^2 / (sigma^2 + alpha^2 d^2)`` and ``w_out = sigma^2 / (sigma^2 + alpha^2 d^2)``,
+    ``d = skip_sigma``: the least-squares blend of the noisy input and the network's guess when
+    the guess is off by about ``d`` (EDM's skip connection, Karras et al. 2022, in VP terms).
+    Nearly clean inputs are passed through instead of squeezed through a token narrower than a
+    patch; with ``model.prev_frame='residual'`` the guess is the previous frame plus a correction,
+    and ``d`` is the typical frame-to-frame change (about 0.2 in Memory Maze pixels)."""
     level_sampling: Literal["uniform", "logit_normal"] = "uniform"
     """Training noise levels: uniform on ``1..K``, or ``ceil(K * sigmoid(N(level_mean,
     level_std)))`` (logit-normal; a positive mean focuses on mid and high noise)."""
@@ -163,6 +171,8 @@ class DiffusionConfig:
         need(self.prediction in ("v", "eps", "x0"), f"prediction={self.prediction!r}")
         need(self.loss_space in ("prediction", "v"), f"loss_space={self.loss_space!r}")
         need(self.v_loss_min_sigma > 0, "v_loss_min_sigma must be > 0")
+        need(self.skip_sigma >= 0, "skip_sigma must be >= 0")
+        need(self.skip_sigma == 0 or self.prediction == "x0", "skip_sigma needs prediction='x0'")
         need(self.level_sampling in ("uniform", "logit_normal"),
              f"level_sampling={self.level_sampling!r}")
         need(self.level_std > 0, "level_std must be > 0")
@@ -372,6 +382,9 @@ class SamplerConfig:
     """DDIM steps per frame (paper: 50); at most the number of noise levels K."""
     eta: float = 0.0
     """DDIM stochasticity: 0 is deterministic DDIM, 1 the DDPM-like posterior variance."""
+    clip: bool = True
+    """Clip every predicted x0 to the codec's value range where it has one (pixels: [-1, 1]), as
+    diffusers' ``clip_sample``; a sample never leaves the range of real frames."""
 
     def validate(self, num_levels: int | None = None) -> SamplerConfig:
         if self.steps < 1:

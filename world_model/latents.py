@@ -33,6 +33,8 @@ class PixelCodec(nn.Module):
 
     channels = 3
     downsample = 1
+    value_range = (-1.0, 1.0)
+    """Every latent a real frame can have lies in this range (the sampler clips to it)."""
 
     def encode(self, frames: Tensor) -> Tensor:
         return frames_to_float(frames)

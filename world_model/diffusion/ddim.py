@@ -43,10 +43,13 @@ class DDIMSampler:
             from ``levels[i]`` to ``levels[i + 1]``.
     """
 
-    def __init__(self, diffusion: Diffusion, config: SamplerConfig | None = None) -> None:
+    def __init__(self, diffusion: Diffusion, config: SamplerConfig | None = None,
+                 value_range: tuple[float, float] | None = None) -> None:
         config = (config or SamplerConfig()).validate(diffusion.num_levels)
         self.diffusion = diffusion
         self.config = config
+        #: Predicted x0 is clipped to this range (``config.clip`` and a codec with a range).
+        self.clip_range = value_range if config.clip else None
         self.prediction = diffusion.cfg.prediction
         K = diffusion.num_levels
         # Evenly spaced, rounded; distinct because steps <= K.
@@ -68,10 +71,17 @@ class DDIMSampler:
         x, output = x.float(), output.float()
         a, s = (c.to(x.device) for c in self.coefficients(level))
         if self.prediction == "v":
-            return a * x - s * output, s * x + a * output
-        if self.prediction == "eps":
-            return (x - s * output) / a.clamp(min=1e-4), output
-        return output, (x - a * output) / s.clamp(min=1e-4)
+            x0, eps = a * x - s * output, s * x + a * output
+        elif self.prediction == "eps":
+            x0, eps = (x - s * output) / a.clamp(min=1e-4), output
+        else:
+            w_x, w_out = self.diffusion.skip_weights(a, s)
+            x0 = w_x * x + w_out * output
+            eps = (x - a * x0) / s.clamp(min=1e-4)
+        if self.clip_range is not None:  # keep x0 in range, and the eps that explains x with it
+            x0 = x0.clamp(*self.clip_range)
+            eps = (x - a * x0) / s.clamp(min=1e-4)
+        return x0, eps
 
     @property
     def steps(self) -> int:

@@ -72,13 +72,31 @@ class Diffusion:
         a, s = self.coefficients(levels)
         return self._expand(a, x0) * x0 + self._expand(s, x0) * noise
 
+    def skip_weights(self, a: Tensor, s: Tensor) -> tuple[Tensor, Tensor]:
+        """x0-prediction: ``(w_x, w_out)`` with ``x0 = w_x * x_t + w_out * output`` for levels of
+        coefficients ``a, s`` (``cfg.skip_sigma``; ``(0, 1)`` without skip). Same shapes."""
+        d = self.cfg.skip_sigma
+        if d <= 0:
+            return torch.zeros_like(a), torch.ones_like(a)
+        den = s * s + a * a * (d * d)
+        return a * (d * d) / den, s * s / den
+
+    def predicted_x0(self, x_t: Tensor, output: Tensor, levels: Tensor) -> Tensor:
+        """x0-prediction: the network's ``output`` for ``x_t (B, T, ...)`` at ``levels (B, T)``
+        -> the predicted clean frames."""
+        w_x, w_out = (self._expand(w, x_t) for w in self.skip_weights(*self.coefficients(levels)))
+        return w_x * x_t.float() + w_out * output.float()
+
     def target(self, x0: Tensor, noise: Tensor, levels: Tensor) -> Tensor:
-        """What the network is trained to output under ``cfg.prediction``."""
+        """What the network is trained to output under ``cfg.prediction`` (for x0 with a skip,
+        the output that makes :meth:`predicted_x0` exact; undefined at level 0)."""
         if self.cfg.prediction == "eps":
             return noise
-        if self.cfg.prediction == "x0":
-            return x0
         a, s = self.coefficients(levels)
+        if self.cfg.prediction == "x0":
+            w_x, w_out = (self._expand(w, x0) for w in self.skip_weights(a, s))
+            x_t = self._expand(a, x0) * x0 + self._expand(s, x0) * noise
+            return (x0 - w_x * x_t) / w_out.clamp(min=1e-8)
         return self._expand(a, x0) * noise - self._expand(s, x0) * x0
 
     def loss(self, output: Tensor, x0: Tensor, noise: Tensor, levels: Tensor) -> Tensor:
@@ -91,9 +109,12 @@ class Diffusion:
         eps-prediction), so the loss is the native MSE times ``1 / max(sigma, min_sigma)**2``
         (resp. alpha) -- the clamp keeps nearly clean (or nearly pure-noise) levels finite.
         """
-        target = self.target(x0, noise, levels)
-        per_frame = (output.float() - target.float()).pow(2).flatten(2).mean(-1)  # (B, T)
         pred = self.cfg.prediction
+        if pred == "x0":  # the error of the predicted frame (skip connection included)
+            err = self.predicted_x0(self.add_noise(x0, levels, noise), output, levels) - x0.float()
+        else:
+            err = output.float() - self.target(x0, noise, levels).float()
+        per_frame = err.pow(2).flatten(2).mean(-1)  # (B, T)
         if self.cfg.loss_space == "v" and pred != "v":
             a, s = self.coefficients(levels)
             scale = s if pred == "x0" else a

@@ -87,7 +87,8 @@ class RolloutEngine:
         self.model = world.model
         self.codec = world.codec
         self.cfg = world.model.cfg
-        self.sampler = DDIMSampler(world.diffusion, sampler or SamplerConfig())
+        self.sampler = DDIMSampler(world.diffusion, sampler or SamplerConfig(),
+                                   getattr(world.codec, "value_range", None))
         self.compute_dtype = compute_dtype
         self.window, self.mode = self.cfg.window, self.cfg.mode
         self.slots = max(self.window - 1, 0)
