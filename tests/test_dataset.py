@@ -100,20 +100,19 @@ def test_corrupt_and_truncated_files_are_named_in_warnings_and_skipped(episodes)
     data = good[0].read_bytes()
     (episodes / "truncated.npz").write_bytes(data[: len(data) // 2])
     (episodes / "garbage.npz").write_bytes(np.random.default_rng(0).bytes(5000))
-    # a valid zip whose image header is fine but whose reward array is garbage: found only when a
-    # window is read, then excluded from sampling
-    with zipfile.ZipFile(good[0]) as src, zipfile.ZipFile(episodes / "bitrot.npz", "w") as dst:
-        for member in src.namelist():
-            dst.writestr(member, b"\x93NUMPY garbage" if member == "reward.npy" else src.read(member))
+    shutil.copy(good[0], episodes / "bitrot.npz")  # goes bad once indexed (below)
     short = read_episode(good[1])
     write_episode(episodes / "short.npz", {k: v[:5] for k, v in short.items()})
 
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
         dataset = EpisodeWindows(episodes, seq_len=T, batch_size=B, seed=0)
-        batches = [dataset.batch(step) for step in range(12)]
-        # a fresh process resuming at step 6 has not met bitrot.npz yet: same batches all the same
         resumed = EpisodeWindows(episodes, seq_len=T, batch_size=B, seed=0)
+        assert "bitrot.npz" in {f.path.name for f in dataset.files}
+        # damaged on disk after the index was built: found when a window reaches it, then excluded
+        (episodes / "bitrot.npz").write_bytes(data[:1000])
+        batches = [dataset.batch(step) for step in range(12)]
+        # a process resuming at step 6 has not met bitrot.npz yet: same batches all the same
         resumed_batches = [resumed.batch(step) for step in range(6, 12)]
     messages = "\n".join(str(w.message) for w in record if w.category is EpisodeWarning)
     for name in ("truncated.npz", "garbage.npz", "bitrot.npz", "short.npz"):

@@ -34,11 +34,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import warnings
 import zipfile
-import zlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +43,14 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from world_model.data.checks import (  # EpisodeFile, EpisodeWarning: importable from here too
+    DEFAULT_FRAME_SIZE,
+    READ_ERRORS,
+    EpisodeFile,
+    EpisodeWarning,  # noqa: F401
+    index_episodes,
+    warn_episode,
+)
 from world_model.data.format import (
     REQUIRED_KEYS,
     action_indices,
@@ -57,69 +62,11 @@ from world_model.errors import DataError, UserError
 
 logger = logging.getLogger(__name__)
 
-_READ_ERRORS = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error, DataError)
-_MAX_NAMED = 10  # file names listed in one aggregated warning
+_READ_ERRORS = (*READ_ERRORS, DataError)
+_MAX_NAMED = 10  # file names listed in one error
 
 
-class EpisodeWarning(UserWarning):
-    """An episode file was skipped (corrupt, truncated, missing keys or too short)."""
-
-
-def _warn(message: str) -> None:
-    logger.warning(message)
-    warnings.warn(message, EpisodeWarning, stacklevel=3)
-
-
-@dataclass(frozen=True)
-class EpisodeFile:
-    """One episode file and its number of frames (T+1)."""
-
-    path: Path
-    length: int
-
-
-# -- index and split ------------------------------------------------------------------------------
-
-def _inspect(path: Path, keys: Sequence[str]) -> int:
-    """Frames in ``path`` (from the ``image`` header); checks that ``keys`` are present."""
-    with zipfile.ZipFile(path) as zf:
-        members = set(zf.namelist())
-        missing = [k for k in keys if f"{k}.npy" not in members]
-        if missing:
-            raise DataError(f"{path}: missing key(s) {missing} (has "
-                            f"{sorted(m[:-4] for m in members if m.endswith('.npy'))})")
-        with zf.open("image.npy") as f:
-            shape, _, dtype = read_npy_header(f)
-    if len(shape) != 4 or shape[-1] != 3 or dtype != np.uint8:
-        raise DataError(f"{path}: 'image' must be (T+1, H, W, 3) uint8, got {shape} {dtype}")
-    return int(shape[0])
-
-
-def index_episodes(paths: Sequence[str | os.PathLike], seq_len: int,
-                   keys: Sequence[str] = ()) -> list[EpisodeFile]:
-    """Lengths of the usable files among ``paths``; reads only headers.
-
-    A corrupt file, or one missing ``image``/``action``/``reward`` or a key of ``keys``, is named in
-    a warning and skipped; so are files with fewer than ``seq_len`` frames (one warning for all).
-    """
-    needed = tuple(dict.fromkeys((*REQUIRED_KEYS, *keys)))
-    usable, short = [], []
-    for path in map(Path, paths):
-        try:
-            length = _inspect(path, needed)
-        except _READ_ERRORS as exc:
-            _warn(f"skipping unreadable episode file {path}: {type(exc).__name__}: {exc}")
-            continue
-        if length < seq_len:
-            short.append(f"{path} ({length})")
-            continue
-        usable.append(EpisodeFile(path, length))
-    if short:
-        more = f" and {len(short) - _MAX_NAMED} more" if len(short) > _MAX_NAMED else ""
-        _warn(f"skipping {len(short)} episode file(s) with fewer than seq_len={seq_len} frames: "
-              f"{', '.join(short[:_MAX_NAMED])}{more}")
-    return usable
-
+# -- split ----------------------------------------------------------------------------------------
 
 def _name_score(name: str) -> int:
     return int.from_bytes(hashlib.sha256(name.encode("utf-8")).digest()[:8], "big")
@@ -225,7 +172,9 @@ class EpisodeWindows(IterableDataset):
     so the stream is the same for any number of workers.
 
     Args:
-        files: the episode files (see :func:`index_episodes`), or a directory / file to index.
+        files: the episode files (see :func:`index_episodes`), or a directory / file to index
+            (each file checked once, see :mod:`world_model.data.checks`: a bad one is skipped
+            with an :class:`EpisodeWarning` naming it).
         seq_len: T, frames per window.
         batch_size: B, windows per batch.
         seed: non-negative; with ``rank`` and the step, fixes every batch.
@@ -233,11 +182,15 @@ class EpisodeWindows(IterableDataset):
         start_step: the first batch iteration yields (resume at training step ``k``: ``k``).
         num_batches: stop before this step (``None``: endless).
         rank, world_size: for DDP; ranks draw independent streams.
+        frame_size, num_actions: what indexing a directory expects of every file (S of the
+            ``(S, S, 3)`` frames; None: the first usable file's; the action count, None: any).
     """
 
     def __init__(self, files: Sequence[EpisodeFile] | str | os.PathLike, seq_len: int,
                  batch_size: int, seed: int = 0, keys: Sequence[str] = (), start_step: int = 0,
-                 num_batches: int | None = None, rank: int = 0, world_size: int = 1) -> None:
+                 num_batches: int | None = None, rank: int = 0, world_size: int = 1, *,
+                 frame_size: int | None = DEFAULT_FRAME_SIZE,
+                 num_actions: int | None = None) -> None:
         super().__init__()
         if seq_len < 1 or batch_size < 1:
             raise UserError(f"seq_len and batch_size must be >= 1, got {seq_len}, {batch_size}")
@@ -251,7 +204,8 @@ class EpisodeWindows(IterableDataset):
         self.keys = tuple(keys)
         if isinstance(files, (str, os.PathLike)):
             self.root: Path | None = Path(files)
-            files = index_episodes(list_episodes(files), seq_len, self.keys)
+            files = index_episodes(list_episodes(files), seq_len, self.keys, frame_size=frame_size,
+                                   num_actions=num_actions, refuse_empty=str(self.root))
         else:
             self.root = None
             files = list(files)
@@ -259,8 +213,10 @@ class EpisodeWindows(IterableDataset):
         if short:
             raise UserError(f"episode files shorter than seq_len={seq_len}: {short[:_MAX_NAMED]}")
         if not files:
-            raise DataError(f"no usable episode files{f' under {self.root}' if self.root else ''} "
-                            f"with at least seq_len={seq_len} frames")
+            raise DataError(f"no usable episode files with at least seq_len={seq_len} frames")
+        sizes = sorted({f.frame_size for f in files})
+        if len(sizes) > 1:
+            raise UserError(f"episode files of different frame sizes {sizes} cannot share batches")
         self.files: tuple[EpisodeFile, ...] = tuple(files)
         self.seq_len = int(seq_len)
         self.batch_size = int(batch_size)
@@ -316,7 +272,7 @@ class EpisodeWindows(IterableDataset):
                 return self._read(index, start)
             except _READ_ERRORS as exc:
                 self._bad.add(index)
-                _warn(f"skipping episode file {self.files[index].path} from now on "
+                warn_episode(f"skipping episode file {self.files[index].path} from now on "
                       f"({len(self._bad)}/{len(self.files)} excluded): {type(exc).__name__}: {exc}")
 
     def _read(self, index: int, start: int) -> dict[str, np.ndarray]:
@@ -341,7 +297,8 @@ def make_dataloaders(root: str | os.PathLike, seq_len: int, batch_size: int,
                      val_fraction: float = 0.05, num_workers: int = 0, seed: int = 0, *,
                      keys: Sequence[str] = (), start_step: int = 0, rank: int = 0,
                      world_size: int = 1, val_batches: int | None = None,
-                     pin_memory: bool = False, **loader_kwargs: Any,
+                     pin_memory: bool = False, frame_size: int | None = DEFAULT_FRAME_SIZE,
+                     num_actions: int | None = None, **loader_kwargs: Any,
                      ) -> tuple[DataLoader, DataLoader | None]:
     """Train and validation loaders over the episode files under ``root``.
 
@@ -350,22 +307,27 @@ def make_dataloaders(root: str | os.PathLike, seq_len: int, batch_size: int,
     if ``None``); it is ``None`` when the split leaves no usable validation file. Batches are dicts
     of tensors (see the module docstring).
 
+    Every file is checked once against the layout, ``frame_size`` (S of its ``(S, S, 3)`` frames,
+    the world's ``latent.frame_size``; None: the first usable training file's) and ``num_actions``
+    (None: any): a bad file is skipped with an :class:`EpisodeWarning` naming it.
+
     Raises:
-        DataError: no usable training file (all missing, corrupt or shorter than ``seq_len``).
+        DataError: no usable training file (all missing, bad or shorter than ``seq_len``); it
+            names every file and why.
     """
     train_paths, val_paths = split_episodes(list_episodes(root), val_fraction, root)
     logger.info("%s: %d training and %d validation episode files", root, len(train_paths),
                 len(val_paths))
-    train_files = index_episodes(train_paths, seq_len, keys)
-    if not train_files:
-        raise DataError(f"{root}: none of the {len(train_paths)} training episode files is usable "
-                        f"(corrupt, missing keys, or shorter than seq_len={seq_len}; see warnings)")
+    check = {"keys": keys, "frame_size": frame_size, "num_actions": num_actions}
+    train_files = index_episodes(train_paths, seq_len, **check,
+                                 refuse_empty=f"{root} (training episode files)")
+    check["frame_size"] = train_files[0].frame_size  # validation: the training files' size
     common: dict[str, Any] = {"seq_len": seq_len, "batch_size": batch_size, "seed": seed,
                               "keys": keys, "rank": rank, "world_size": world_size}
     loader_args: dict[str, Any] = {"batch_size": None, "num_workers": num_workers,
                                    "pin_memory": pin_memory, **loader_kwargs}
     train = DataLoader(EpisodeWindows(train_files, start_step=start_step, **common), **loader_args)
-    val_files = index_episodes(val_paths, seq_len, keys) if val_paths else []
+    val_files = index_episodes(val_paths, seq_len, **check) if val_paths else []
     if not val_files:
         logger.warning("%s: no validation episodes (val_fraction=%s, %d files)", root,
                        val_fraction, len(train_paths) + len(val_paths))

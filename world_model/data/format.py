@@ -29,8 +29,10 @@ GLOBAL_KEYS = (
     "target_vec",
     "target_color",
 )
-#: Extra keys the project adds. Readers ignore keys they do not know.
-META_KEYS = ("seed", "context_frames", "outbound_frames")
+#: Extra keys the project adds (scalars, no time axis). Readers ignore keys they do not know.
+#: ``env_id`` (a string: ``crafter``, ``gym:ENV_ID``, ...) and ``num_actions`` are written by the
+#: collectors of environments other than Memory Maze (:mod:`world_model.data.spec` reads them).
+META_KEYS = ("seed", "context_frames", "outbound_frames", "num_actions", "env_id")
 
 
 def one_hot_actions(actions: np.ndarray, num_actions: int) -> np.ndarray:
@@ -51,19 +53,21 @@ def action_indices(action: np.ndarray) -> np.ndarray:
 
 
 def validate_episode(episode: Mapping[str, np.ndarray], name: str = "episode") -> int:
-    """Check the required keys, shapes and dtypes; returns the number of frames T+1."""
-    for key in REQUIRED_KEYS:
-        if key not in episode:
-            raise DataError(f"{name}: missing key {key!r} (has {sorted(episode)})")
-    image = episode["image"]
-    if image.ndim != 4 or image.shape[-1] != 3 or image.dtype != np.uint8:
-        raise DataError(f"{name}: 'image' must be (T+1, H, W, 3) uint8, got {image.shape} {image.dtype}")
-    n = image.shape[0]
-    for key, value in episode.items():
-        if key in META_KEYS:
-            continue
-        if np.ndim(value) == 0 or len(value) != n:
-            raise DataError(f"{name}: {key!r} has {np.shape(value)}, expected a leading axis of {n}")
+    """Check an episode in memory before it is written; returns the number of frames T+1.
+
+    The layout check every reader makes (:func:`world_model.data.checks.check_arrays` and
+    ``check_values``: keys, shapes, dtypes, square frames of any size, finite rewards), and what
+    a writer promises besides: every array but the scalars of :data:`META_KEYS` has the time axis.
+    """
+    from world_model.data.checks import check_arrays, check_values  # (checks imports this module)
+
+    arrays = {k: np.asarray(v) for k, v in episode.items()}
+    n = check_arrays({k: (v.shape, v.dtype) for k, v in arrays.items()}, name, frame_size=None)
+    action = arrays["action"]
+    check_values(arrays["reward"], action if action.ndim == 1 else None, name)
+    for key, value in arrays.items():
+        if key not in META_KEYS and (value.ndim == 0 or len(value) != n):
+            raise DataError(f"{name}: {key!r} has {value.shape}, expected a leading axis of {n}")
     return n
 
 
