@@ -232,6 +232,9 @@ class TrainConfig:
     """Weight of the reward head's MSE in the training loss."""
     termination_loss_weight: float = 0.01
     """Weight of the termination head's binary cross-entropy in the training loss."""
+    env_id: str = "memory-maze-9x9"
+    """The real environment the training data came from (``rad train`` reads the files' ``env_id``;
+    files that do not say are Memory Maze): what a learned env of this world imitates."""
 
     def validate(self) -> TrainConfig:
         require(self.precision in ("float32", "bfloat16"), f"precision={self.precision!r}",

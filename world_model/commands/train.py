@@ -6,7 +6,10 @@ Examples:
   rad train --data data/maze9 --config my.json --out runs/rad-lstm --resume
   torchrun --nproc_per_node 2 -m world_model.cli train --data ... --config ... --out ...
 
---config is a JSON file or a preset name (tiny, cpu-small, gpu-base). --set overrides single fields
+The world's action set is sized to the data (model.num_actions = the episode files' action
+count; --set model.num_actions=N keeps N, at least the data's) and records the environment the
+files name (train.env_id: crafter, gym:ENV_ID, ...), which the learned env RAD-v0 imitates.
+--config is a JSON file or a preset name (tiny, cpu-small, gpu-base, crafter-small). --set overrides single fields
 (section.field=value, JSON values; world_model.config.resolve_config). Checkpoints: OUT/config.json + OUT/model.safetensors (EMA
 weights) + OUT/train_state.pt (resume). Metrics: OUT/metrics.jsonl and wandb (offline by default).
 """
@@ -50,7 +53,9 @@ def main(args: argparse.Namespace) -> int:
     config = resolve_config(args.config, overrides)
     options = TrainOptions(device=args.device, wandb=args.wandb, resume=args.resume,
                            progress=not args.no_progress, budget_minutes=args.budget_minutes,
-                           compile=args.compile, keep_every=args.keep_every)
+                           compile=args.compile, keep_every=args.keep_every,
+                           actions_from_data=not any(o.startswith("model.num_actions=")
+                                                     for o in overrides))
     metrics = train(config, args.data, args.out, options)
     shown = {k: round(v, 5) for k, v in metrics.items() if k.startswith(("val/", "loss/"))}
     print(f"trained to step {int(metrics['step'])} ({metrics['cpu_minutes']:.1f} CPU minutes): "

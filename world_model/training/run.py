@@ -12,6 +12,7 @@ objective runs in DistributedDataParallel.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -25,6 +26,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from world_model.checkpoint import CONFIG_FILE, TRAIN_STATE_FILE, save_world
 from world_model.config import RunConfig
+from world_model.data.spec import read_data_spec
 from world_model.devices import resolve_device
 from world_model.errors import UserError
 from world_model.io import atomic_write, atomic_write_text
@@ -58,6 +60,28 @@ class TrainOptions:
     """Stop (with a checkpoint) once the run has used this much CPU time in all, resumed parts
     included (``time.process_time`` of the training process: all its threads, not the data
     workers). Lets recipes be compared at equal CPU budget however loaded the machine is."""
+    actions_from_data: bool = True
+    """Size the world's action set to the data (``model.num_actions`` = the files' action count);
+    False keeps the config's, which must then be at least the data's."""
+
+
+def fit_to_data(config: RunConfig, data_dir: str | Path, actions_from_data: bool = True
+                ) -> RunConfig:
+    """``config`` sized to the episode files under ``data_dir`` (:mod:`world_model.data.spec`):
+    ``model.num_actions`` their action count (with ``actions_from_data``; else it must be at least
+    that) and ``train.env_id`` the environment they record, when they record one."""
+    spec = read_data_spec(data_dir)
+    model, train = config.model, config.train
+    if actions_from_data and model.num_actions != spec.num_actions:
+        logger.info("%s: %d actions (%s): model.num_actions = %d", data_dir, spec.num_actions,
+                    spec.env_id or "env not recorded", spec.num_actions)
+        model = dataclasses.replace(model, num_actions=spec.num_actions)
+    elif model.num_actions < spec.num_actions:
+        raise UserError(f"model.num_actions={model.num_actions} but the episode files under "
+                        f"{data_dir} have {spec.num_actions} actions")
+    if spec.env_id is not None and spec.env_id != train.env_id:
+        train = dataclasses.replace(train, env_id=spec.env_id)
+    return dataclasses.replace(config, model=model, train=train)
 
 
 def _rng_state(generator: torch.Generator, device: torch.device) -> dict[str, Any]:
@@ -79,8 +103,10 @@ class WorldRun:
 
     def __init__(self, config: RunConfig, data_dir: str | Path, run_dir: str | Path,
                  options: TrainOptions = TrainOptions()) -> None:
-        self.config, self.options = config, options
         self.data_dir, self.run_dir = Path(data_dir), Path(run_dir)
+        self.config = fit_to_data(config, self.data_dir, options.actions_from_data)
+        self.options = options
+        config = self.config
         self.device = resolve_device(options.device, int(os.environ.get("LOCAL_RANK", "0")))
         self.dist = D.init_distributed(self.device)
         tc = config.train
@@ -198,7 +224,8 @@ class WorldRun:
             self.data_dir, seq_len=tc.seq_len, batch_size=tc.batch_size,
             val_fraction=tc.val_fraction, num_workers=tc.num_workers, seed=tc.seed,
             rank=self.dist.rank, world_size=self.dist.world_size, start_step=trainer.step,
-            val_batches=tc.val_batches)
+            val_batches=tc.val_batches, frame_size=self.config.latent.frame_size,
+            num_actions=self.config.model.num_actions)
         log = RunLogger(self.run_dir / "metrics.jsonl",
                         os.environ.get("WANDB_MODE", self.options.wandb),
                         {"project": "rad-env", "dir": str(self.run_dir),
