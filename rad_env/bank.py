@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from rad_env.contexts import Context
-from world_model.data.dataset import index_episodes, read_clip
+from world_model.data.checks import DEFAULT_FRAME_SIZE, index_episodes
+from world_model.data.dataset import read_clip
 from world_model.data.format import episode_name, list_episodes
 from world_model.errors import DataError, UserError
 from world_model.io import atomic_write_npz
@@ -133,7 +134,8 @@ class ContextBank:
 
 def make_context_bank(data_dir: str | Path, out_file: str | Path, clips: int = 64,
                       context_len: int = 40, follow_len: int = 0, follow_clips: int = 4,
-                      seed: int = 0) -> ContextBank:
+                      seed: int = 0, frame_size: int | None = DEFAULT_FRAME_SIZE,
+                      num_actions: int | None = None) -> ContextBank:
     """Cut ``clips`` real starting clips out of the episode files under ``data_dir``.
 
     Files are visited in a seeded random order, round robin, so the clips come from as many
@@ -148,6 +150,10 @@ def make_context_bank(data_dir: str | Path, out_file: str | Path, clips: int = 6
         context_len: C, frames per clip.
         follow_len: F, real frames kept after the context of the first ``follow_clips`` clips.
         seed: fixes the clips.
+        frame_size, num_actions: what every file must hold (S of the world's ``(S, S, 3)``
+            frames, None: the first usable file's; its action count, None: any). Each file is
+            checked once (:mod:`world_model.data.checks`); a bad one is skipped with an
+            ``EpisodeWarning`` naming it.
     Returns:
         The bank written to ``out_file``.
     """
@@ -155,9 +161,8 @@ def make_context_bank(data_dir: str | Path, out_file: str | Path, clips: int = 6
         raise UserError(f"need clips >= 1, context_len >= 1, follow_len >= 0, follow_clips >= 0; "
                         f"got {clips}, {context_len}, {follow_len}, {follow_clips}")
     root = Path(data_dir)
-    files = index_episodes(list_episodes(root), context_len)
-    if not files:
-        raise DataError(f"{root}: no readable episode file with at least {context_len} frames")
+    files = index_episodes(list_episodes(root), context_len, frame_size=frame_size,
+                           num_actions=num_actions, refuse_empty=f"{root} (context bank)")
     n_follow = min(follow_clips, clips) if follow_len else 0
     rng = np.random.default_rng(seed)
     order = [files[i] for i in rng.permutation(len(files))]

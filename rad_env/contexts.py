@@ -24,10 +24,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from world_model.data.dataset import WindowIndex, index_episodes, read_clip
+from world_model.data.checks import DEFAULT_FRAME_SIZE, index_episodes
+from world_model.data.dataset import WindowIndex, read_clip
 from world_model.data.format import list_episodes
 from world_model.engine.checks import check_actions, check_frames
-from world_model.errors import DataError, UserError
+from world_model.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -71,13 +72,20 @@ def check_context(frames: Any, actions: Any, frame_size: int, num_actions: int,
 
 
 class DataContexts:
-    """Random windows of the episode files under ``data_dir``, uniform over all windows."""
+    """Random windows of the episode files under ``data_dir``, uniform over all windows.
 
-    def __init__(self, data_dir: str | Path, min_len: int = 1) -> None:
+    Every file is checked once against the world (``frame_size`` S of its ``(S, S, 3)`` frames,
+    ``num_actions``; :mod:`world_model.data.checks`): a bad one is skipped with an
+    ``EpisodeWarning`` naming it, and none left is a ``DataError`` naming every file.
+    """
+
+    def __init__(self, data_dir: str | Path, min_len: int = 1,
+                 frame_size: int | None = DEFAULT_FRAME_SIZE,
+                 num_actions: int | None = None) -> None:
         self.root = Path(data_dir)
-        self.files = index_episodes(list_episodes(self.root), min_len)
-        if not self.files:
-            raise DataError(f"{self.root}: no readable episode file with at least {min_len} frames")
+        self.files = index_episodes(list_episodes(self.root), min_len, frame_size=frame_size,
+                                    num_actions=num_actions,
+                                    refuse_empty=f"{self.root} (context='data')")
 
     def sample(self, rng: np.random.Generator, context_len: int) -> Context:
         windows = WindowIndex([f.length for f in self.files], context_len)

@@ -91,7 +91,8 @@ class ContextChooser:
                 raise UserError("context 'data' needs a directory: data_dir= when making the env "
                                 "or options={'context': 'data', 'data_dir': DIR}")
             if root not in self._data:
-                self._data[root] = DataContexts(root, self.context_len)
+                self._data[root] = DataContexts(root, self.context_len, self.frame_size,
+                                                self.num_actions)
             return self._data[root]
         if self._real is None:
             self._real = RealContexts("9x9", self.num_actions, **self.real_env_kwargs)

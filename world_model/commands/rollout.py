@@ -60,9 +60,10 @@ def main(args: argparse.Namespace) -> int:
 
     from world_model.checkpoint import load
     from world_model.config import SamplerConfig
+    from world_model.data.checks import inspect_episode
     from world_model.data.format import action_indices, read_episode
     from world_model.engine.rollout import RolloutEngine
-    from world_model.errors import DataError, UserError
+    from world_model.errors import UserError
     from world_model.evaluation.metrics import psnr, ssim
     from world_model.evaluation.videos import (
         check_video_path,
@@ -74,9 +75,9 @@ def main(args: argparse.Namespace) -> int:
     check_video_path(args.out)
     world = load(args.checkpoint, args.device)
     engine = RolloutEngine(world, SamplerConfig(args.steps, args.eta))
+    inspect_episode(args.context, frame_size=world.config.latent.frame_size,
+                    num_actions=engine.cfg.num_actions)  # the layout check of every reader
     ep = read_episode(args.context)
-    if "image" not in ep or "action" not in ep:
-        raise DataError(f"{args.context}: needs 'image' and 'action' (has {sorted(ep)})")
     frames, recorded = ep["image"], action_indices(ep["action"])
     T = len(frames)
     n_ctx = args.context_frames

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from world_model.config import SamplerConfig
+from world_model.data.checks import DEFAULT_FRAME_SIZE, index_episodes, warn_episode
 from world_model.data.format import action_indices, list_episodes, read_episode
 from world_model.engine.rollout import RolloutEngine
 from world_model.errors import DataError, UserError
@@ -61,38 +62,55 @@ class Trajectory:
         return len(self.frames) - self.context_frames
 
 
-def load_trajectories(data: str | os.PathLike, max_trajectories: int | None = None,
+#: What an evaluation trajectory holds besides image, action and reward (rad make-evalset).
+EVAL_KEYS = ("context_frames", "outbound_frames")
+
+
+def load_trajectories(data: str | os.PathLike, max_trajectories: int | None = None, *,
+                      frame_size: int | None = DEFAULT_FRAME_SIZE, num_actions: int | None = None,
                       ) -> list[Trajectory]:
-    """Evaluation trajectories under ``data`` (a directory or one file), sorted by path."""
-    paths = list_episodes(data)
-    if not paths:
-        raise DataError(f"{data}: no .npz evaluation trajectories")
-    if max_trajectories is not None:
-        paths = paths[:max_trajectories]
-    out = []
-    for path in paths:
-        ep = read_episode(path)
-        for key in ("image", "action", "context_frames", "outbound_frames"):
-            if key not in ep:
-                raise DataError(f"{path}: missing {key!r}; evaluation trajectories need "
-                                f"'context_frames' and 'outbound_frames' (rad make-evalset)")
-        frames = ep["image"]
-        T = len(frames)
-        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-            raise DataError(f"{path}: 'image' must be (T, H, W, 3) uint8, got {frames.shape} "
-                            f"{frames.dtype}")
-        ctx, outbound = int(ep["context_frames"]), int(ep["outbound_frames"])
-        if not 1 <= ctx < T:
-            raise DataError(f"{path}: context_frames={ctx} must be in [1, {T - 1}] ({T} frames)")
-        if not 1 <= outbound <= T:
-            raise DataError(f"{path}: outbound_frames={outbound} must be in [1, {T}]")
-        actions = action_indices(ep["action"])
-        if len(actions) != T:
-            raise DataError(f"{path}: {len(actions)} actions for {T} frames")
-        pos = ep.get("agent_pos")
-        out.append(Trajectory(path.stem, frames, actions, ctx, outbound,
-                              None if pos is None else np.asarray(pos, dtype=np.float64)))
+    """Evaluation trajectories under ``data`` (a directory or one file), sorted by path.
+
+    Every file is checked once (:mod:`world_model.data.checks`: the layout, ``frame_size`` S of
+    its ``(S, S, 3)`` frames, ``num_actions``, the integer scalars ``context_frames`` and
+    ``outbound_frames``); one that fails, or whose scalars do not fit its length, is skipped with
+    an :class:`~world_model.data.checks.EpisodeWarning` naming it. ``max_trajectories`` counts
+    usable files.
+
+    Raises:
+        DataError: no usable trajectory; it names every file and why.
+    """
+    what = (f"{data} (evaluation trajectories need {list(EVAL_KEYS)}: write them with "
+            f"rad make-evalset)")
+    files = index_episodes(list_episodes(data), 2, EVAL_KEYS, frame_size=frame_size,
+                           num_actions=num_actions, refuse_empty=what)
+    out, reasons = [], []
+    for entry in files:
+        if max_trajectories is not None and len(out) >= max_trajectories:
+            break
+        try:
+            out.append(_trajectory(entry.path))
+        except DataError as exc:
+            reasons.append(str(exc))
+            warn_episode(f"skipping evaluation trajectory {exc}")
+    if not out:
+        raise DataError(f"{what}: no usable trajectory among {len(files)}: {'; '.join(reasons)}")
     return out
+
+
+def _trajectory(path: Path) -> Trajectory:
+    """One checked file (see :func:`load_trajectories`) as a trajectory."""
+    ep = read_episode(path)
+    frames = ep["image"]
+    T = len(frames)
+    ctx, outbound = int(ep["context_frames"]), int(ep["outbound_frames"])
+    if not 1 <= ctx < T:
+        raise DataError(f"{path}: context_frames={ctx} must be in [1, {T - 1}] ({T} frames)")
+    if not 1 <= outbound <= T:
+        raise DataError(f"{path}: outbound_frames={outbound} must be in [1, {T}]")
+    pos = ep.get("agent_pos")
+    return Trajectory(path.stem, frames, action_indices(ep["action"]), ctx, outbound,
+                      None if pos is None else np.asarray(pos, dtype=np.float64))
 
 
 def matched_outbound(traj: Trajectory) -> np.ndarray:
@@ -246,16 +264,14 @@ def evaluate(checkpoints: Sequence[str | os.PathLike], data: str | os.PathLike,
     if settings.batch < 1:
         raise UserError(f"--batch must be >= 1, got {settings.batch}")
     SamplerConfig(settings.steps, settings.eta).validate()
-    trajs = load_trajectories(data, settings.max_trajectories)
     worlds = [(Path(c), load(c, "cpu")) for c in checkpoints]  # configs first: fail early
-    size = trajs[0].frames.shape[1]
-    for t in trajs:
-        if t.frames.shape[1:] != (size, size, 3):
-            raise DataError(f"{t.name}: frames {t.frames.shape[1:]} differ from {(size, size, 3)}")
-    for path, world in worlds:
-        if world.config.latent.frame_size != size:
-            raise DataError(f"{path}: the model takes {world.config.latent.frame_size}px frames, "
-                            f"the evaluation data has {size}px frames")
+    sizes = {path: world.config.latent.frame_size for path, world in worlds}
+    if len(set(sizes.values())) > 1:
+        raise UserError(f"the checkpoints make frames of different sizes {sizes}: evaluate them "
+                        f"on separate data")
+    trajs = load_trajectories(data, settings.max_trajectories,
+                              frame_size=next(iter(sizes.values())),
+                              num_actions=min(w.config.model.num_actions for _, w in worlds))
     horizon = settings.horizon or max(w.config.model.horizon for _, w in worlds)
     masks = [return_mask(t, horizon) for t in trajs]
     lpips_fn, lpips_note = metrics.load_lpips(settings.lpips_weights, settings.device)

@@ -75,7 +75,8 @@ def load_frame_data(data_dir: str | Path, config: VAETrainConfig) -> FrameData:
     val_batches = math.ceil(config.val_frames / config.batch_size)
     train, val = make_dataloaders(data_dir, seq_len=1, batch_size=config.batch_size,
                                   val_fraction=config.val_fraction, seed=config.seed,
-                                  num_workers=config.num_workers, val_batches=val_batches)
+                                  num_workers=config.num_workers, val_batches=val_batches,
+                                  frame_size=None)  # the VAE takes the data's frame size
     if val is None:
         raise DataError(f"{data_dir}: need at least 2 usable episode files (one is held out for "
                         f"validation)")
