@@ -81,8 +81,8 @@ def read_data_spec(root: str | os.PathLike) -> DataSpec:
     Unreadable files are left to the data loader (which names and skips them).
 
     Raises:
-        DataError: no readable file, or files that disagree on the action count, the frame size
-            or the environment (naming one file of each kind).
+        DataError: no readable file, or files that disagree on the action count or the
+            environment (naming one file of each kind). ``frame_size`` is the most common one.
     """
     specs: dict[Path, tuple[int, int, str | None]] = {}
     for path in list_episodes(root):
@@ -92,12 +92,15 @@ def read_data_spec(root: str | os.PathLike) -> DataSpec:
             continue
     if not specs:
         raise DataError(f"{root}: no readable episode file (*.npz)")
-    for i, what in enumerate(("action counts", "frame sizes", "environments")):
+    for i, what in ((0, "action counts"), (2, "environments")):
         values = Counter(s[i] for s in specs.values())
         if len(values) > 1:
             examples = {v: next(p for p, s in specs.items() if s[i] == v) for v in values}
             listed = ", ".join(f"{v!r} ({n} files, e.g. {examples[v]})" for v, n in values.items())
             raise DataError(f"{root}: the episode files disagree on their {what}: {listed}; "
                             f"train one world per environment")
-    num_actions, frame_size, env_id = next(iter(specs.values()))
+    num_actions, _, env_id = next(iter(specs.values()))
+    # A file of another frame size is a bad file, not another environment: the loader checks
+    # every file against latent.frame_size and skips it by name (world_model.data.checks).
+    frame_size = Counter(s[1] for s in specs.values()).most_common(1)[0][0]
     return DataSpec(num_actions, frame_size, env_id, len(specs))
