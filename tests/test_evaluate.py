@@ -5,6 +5,7 @@ errors."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import imageio.v3 as iio
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from world_model.cli import main as rad
+from world_model.data.checks import EpisodeWarning
 from world_model.data.format import list_episodes, read_episode, write_episode
 from world_model.errors import DataError
 from world_model.evaluation.protocol import (
@@ -157,3 +159,32 @@ def test_rollout_renders_the_imagined_continuation_beside_the_real_one(checkpoin
     assert video.shape[0] == 13 and video.shape[1] == video.shape[2]  # imagined only
     assert rad([*common, "--actions", "1,9"]) == 2
     assert "outside [0, 6)" in capsys.readouterr().err
+
+
+def test_eval_and_rollout_skip_or_refuse_a_trajectory_of_another_frame_size_by_name(
+        eval_dir, checkpoint, tmp_path, capsys, monkeypatch):
+    mixed, alone = tmp_path / "mixed", tmp_path / "alone"
+    shutil.copytree(eval_dir, mixed)
+    alone.mkdir()
+    ep = read_episode(list_episodes(eval_dir)[0])
+    ep["image"] = np.ascontiguousarray(ep["image"][:, :, :32])  # (N, 64, 32, 3): a converter bug
+    np.savez_compressed(mixed / "narrow.npz", **ep)
+    shutil.copy(mixed / "narrow.npz", alone / "narrow.npz")
+    with pytest.warns(EpisodeWarning, match="narrow.npz: 'image' must be"):
+        trajs = load_trajectories(mixed, frame_size=64)
+    assert [t.name for t in trajs] == [p.stem for p in list_episodes(eval_dir)]
+    monkeypatch.setenv("RAD_LPIPS_WEIGHTS", str(tmp_path / "none.pth"))
+    with pytest.warns(EpisodeWarning, match="narrow.npz"):
+        assert run_eval(checkpoint, mixed, tmp_path / "r", "--videos", "0") == 0
+    assert json.loads((tmp_path / "r" / "table.json").read_text())["trajectories"] == 2
+    with pytest.warns(EpisodeWarning), pytest.raises(DataError, match="narrow.npz: 'image' must"):
+        load_trajectories(alone)
+    capsys.readouterr()
+    assert run_eval(checkpoint, alone, tmp_path / "r2") == 2
+    err = capsys.readouterr().err
+    assert "narrow.npz: 'image' must be (N, 64, 64, 3)" in err and "Traceback" not in err
+    assert rad(["rollout", "--checkpoint", str(checkpoint), "--context", str(alone / "narrow.npz"),
+                "--out", str(tmp_path / "x.gif"), "--steps", "2", "--device", "cpu",
+                "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "narrow.npz: 'image' must be (N, 64, 64, 3)" in err and "Traceback" not in err
