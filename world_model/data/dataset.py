@@ -262,9 +262,11 @@ class EpisodeWindows(IterableDataset):
         """One window: draw uniformly over all windows; redraw while the file is unreadable."""
         while True:
             if len(self._bad) == len(self.files):
+                names = [str(self.files[i].path) for i in sorted(self._bad)[:_MAX_NAMED]]
                 raise DataError(
                     f"all {len(self.files)} episode files are unreadable"
-                    f"{f' under {self.root}' if self.root else ''} (see the warnings above)")
+                    f"{f' under {self.root}' if self.root else ''} (see the warnings above): "
+                    f"{', '.join(names)}{' ...' if len(self._bad) > _MAX_NAMED else ''}")
             index, start = self.windows.draw(rng)
             if index in self._bad:
                 continue
