@@ -5,7 +5,6 @@ from __future__ import annotations
 import random
 import shutil
 import warnings
-import zipfile
 
 import numpy as np
 import pytest

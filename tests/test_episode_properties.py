@@ -40,7 +40,7 @@ DEFECTS = (
 
 #: What the check makes of a file with each defect (and no other).
 ACCEPTED = {None, "frames Fortran-ordered", "action indices", "reward big-endian", "extra key",
-            "env_id string"}
+            "env_id string", "agent_pos 3-d", "agent_pos of another length"}  # (not read)
 SHORT = {"fewer than T frames", "no frames"}  # in the layout; the loader skips it as too short
 
 
@@ -227,6 +227,9 @@ def test_each_defect_is_refused_by_name_or_read_exactly(tmp_path, good_episode, 
         else:
             assert defect in ACCEPTED | SHORT, f"{defect!r} passed the check"
             assert entry.length == len(ep["image"])
+        if defect is not None and defect.startswith("agent_pos"):  # refused where it is read
+            with pytest.raises(DataError, match=f"{NAME}: 'agent_pos' must be"):
+                inspect_episode(tmp_path / NAME, frame_size=S, optional=("agent_pos",))
         dataset = EpisodeWindows(tmp_path, T, B, frame_size=S, num_actions=6)
         batches = [dataset.batch(step) for step in range(4)]
     warned = [str(w.message) for w in record if w.category is EpisodeWarning]

@@ -4,7 +4,9 @@ Every reader of episode files opens them through :func:`inspect_episode` first: 
 (:mod:`world_model.data.dataset`), ``rad eval`` (:mod:`world_model.evaluation.protocol`),
 ``rad rollout``, the learned world's data contexts and its context bank (``rad_env``). It reads
 the ``.npy`` headers (and the two small arrays whose values matter: ``reward``, and ``action``
-when it holds indices) and checks every array it knows against docs/data-format.md::
+when it holds indices) and checks every array the reader will read against docs/data-format.md
+(``image``, ``action``, ``reward``, the keys it asks for, and the optional ones it reads when
+present, e.g. ``agent_pos`` for ``rad eval``; a writer checks every global observable)::
 
     image          (N, S, S, 3) uint8, S = the frame size the caller expects (64 by default)
     action         (N, A) one-hot (bool, int or float), A = the caller's action count if given,
@@ -12,15 +14,15 @@ when it holds indices) and checks every array it knows against docs/data-format.
     reward         (N,) bool, int or float, every value finite (a NaN reward is refused)
     maze_layout    (N, n, n)          agent_pos, agent_dir, target_pos, target_vec  (N, 2)
     targets_pos, targets_vec (N, k, 2)                   target_color            (N, 3)
-                   numeric, checked when present
-    asked-for key  a leading axis of N, numeric; ``seed``/``context_frames``/``outbound_frames``:
+                   numeric
+    another key    a leading axis of N, numeric; ``seed``/``context_frames``/``outbound_frames``:
                    an integer scalar
 
-and that every member holds exactly the bytes its header declares. Keys it does not know are
-ignored. A file that fails is a :class:`~world_model.errors.DataError` naming it and the array;
-:func:`index_episodes` turns that into one :class:`EpisodeWarning` per file and skips the file, so
-a bad file never reaches a batch or a model (or, when none is left, refuses the whole set with
-every file's reason).
+and that each of those members holds exactly the bytes its header declares. Other keys are
+ignored (an array nobody reads does not cost a file, nor its header read the time). A file that
+fails is a :class:`~world_model.errors.DataError` naming it and the array; :func:`index_episodes`
+turns that into one :class:`EpisodeWarning` per file and skips the file, so a bad file never
+reaches a batch or a model (or, when none is left, refuses the whole set with every reason).
 """
 
 from __future__ import annotations
@@ -122,7 +124,7 @@ def check_keys(present: Sequence[str] | Mapping[str, object], name: str,
 
 def check_arrays(arrays: Mapping[str, Header], name: str, *,
                  frame_size: int | None = DEFAULT_FRAME_SIZE, num_actions: int | None = None,
-                 keys: Sequence[str] = ()) -> int:
+                 keys: Sequence[str] = (), optional: Sequence[str] = tuple(GLOBAL_SHAPES)) -> int:
     """Check the shapes and dtypes of an episode's arrays against the layout (module docstring).
 
     Args:
@@ -131,6 +133,7 @@ def check_arrays(arrays: Mapping[str, Header], name: str, *,
         frame_size: S, the side of the square frames expected (None: any square size).
         num_actions: A, the one-hot width / index bound expected (None: any).
         keys: keys needed besides ``image``, ``action``, ``reward``.
+        optional: keys checked when present (default: every global observable).
     Returns:
         N, the number of frames.
     Raises:
@@ -144,7 +147,7 @@ def check_arrays(arrays: Mapping[str, Header], name: str, *,
         raise DataError(f"{name}: 'image' must be (N, {side}, {side}, 3) uint8, got "
                         f"{tuple(shape)} {dtype}")
     n = int(shape[0])
-    checked = (*REQUIRED_KEYS, *GLOBAL_SHAPES, *keys)
+    checked = (*REQUIRED_KEYS, *keys, *optional)
     for key in dict.fromkeys(k for k in checked if k in arrays and k != "image"):
         shape, dtype = arrays[key]
         problem = _problem(key, tuple(shape), dtype, n, num_actions)
@@ -194,10 +197,12 @@ def _values(zf: zipfile.ZipFile, key: str, header: Header, name: str) -> np.ndar
 
 
 def inspect_episode(path: str | os.PathLike, *, frame_size: int | None = DEFAULT_FRAME_SIZE,
-                    num_actions: int | None = None, keys: Sequence[str] = ()) -> EpisodeFile:
+                    num_actions: int | None = None, keys: Sequence[str] = (),
+                    optional: Sequence[str] = ()) -> EpisodeFile:
     """Check one episode file (see the module docstring) without decoding its frames.
 
-    Args: as :func:`check_arrays`. Returns: the file, its N and S.
+    Args: as :func:`check_arrays`, but ``optional`` (the keys the reader reads when present)
+    defaults to none. Returns: the file, its N and S.
     Raises:
         DataError: ``"{path}: ..."``: unreadable, corrupt, truncated, or not in the layout.
     """
@@ -207,10 +212,10 @@ def inspect_episode(path: str | os.PathLike, *, frame_size: int | None = DEFAULT
         with zipfile.ZipFile(path) as zf:
             present = sorted({m[:-4] for m in zf.namelist() if m.endswith(".npy")})
             check_keys(present, name, keys)
-            arrays = {k: _header(zf, k, name) for k in (*REQUIRED_KEYS, *GLOBAL_SHAPES, *keys)
+            arrays = {k: _header(zf, k, name) for k in (*REQUIRED_KEYS, *keys, *optional)
                       if k in present}
             n = check_arrays(arrays, name, frame_size=frame_size, num_actions=num_actions,
-                             keys=keys)
+                             keys=keys, optional=optional)
             reward = _values(zf, "reward", arrays["reward"], name)
             as_indices = len(arrays["action"][0]) == 1  # (N,) indices rather than (N, A) one-hot
             action = _values(zf, "action", arrays["action"], name) if as_indices else None
@@ -227,7 +232,8 @@ def inspect_episode(path: str | os.PathLike, *, frame_size: int | None = DEFAULT
 
 def index_episodes(paths: Sequence[str | os.PathLike], seq_len: int, keys: Sequence[str] = (), *,
                    frame_size: int | None = DEFAULT_FRAME_SIZE, num_actions: int | None = None,
-                   refuse_empty: str | None = None) -> list[EpisodeFile]:
+                   optional: Sequence[str] = (), refuse_empty: str | None = None,
+                   ) -> list[EpisodeFile]:
     """The usable files among ``paths``, each checked once by :func:`inspect_episode`.
 
     A file that fails the check is named in an :class:`EpisodeWarning` and skipped; files with
@@ -244,7 +250,8 @@ def index_episodes(paths: Sequence[str | os.PathLike], seq_len: int, keys: Seque
     size = frame_size
     for path in map(Path, paths):
         try:
-            entry = inspect_episode(path, frame_size=size, num_actions=num_actions, keys=keys)
+            entry = inspect_episode(path, frame_size=size, num_actions=num_actions, keys=keys,
+                                    optional=optional)
         except DataError as exc:
             reasons.append(str(exc))
             warn_episode(f"skipping episode file {exc}")

@@ -82,8 +82,8 @@ def load_trajectories(data: str | os.PathLike, max_trajectories: int | None = No
     """
     what = (f"{data} (evaluation trajectories need {list(EVAL_KEYS)}: write them with "
             f"rad make-evalset)")
-    files = index_episodes(list_episodes(data), 2, EVAL_KEYS, frame_size=frame_size,
-                           num_actions=num_actions, refuse_empty=what)
+    files = index_episodes(list_episodes(data), 2, EVAL_KEYS, optional=("agent_pos",),
+                           frame_size=frame_size, num_actions=num_actions, refuse_empty=what)
     out, reasons = [], []
     for entry in files:
         if max_trajectories is not None and len(out) >= max_trajectories:
