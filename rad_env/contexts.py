@@ -7,8 +7,9 @@ Four sources:
 * :class:`~rad_env.bank.ContextBank` - clips shipped with the weights (``contexts.npz``), built
   from episode files by :func:`~rad_env.bank.make_context_bank`; the default.
 * :class:`DataContexts` - random windows of the episode files under a directory.
-* :class:`RealContexts` - the real Memory Maze, run for ``C`` frames under uniformly random
-  actions, then handed over to the learned world (grounding).
+* :class:`RealContexts` - the real environment the world learned (Memory Maze, Crafter, ...), run
+  for ``C`` frames under uniformly random actions, then handed over to the learned world
+  (grounding).
 * frames and actions the caller passes, checked by :func:`check_context`.
 
 Every draw takes a ``numpy.random.Generator``, so a seeded env reset picks the same context.
@@ -98,26 +99,52 @@ class DataContexts:
 
 
 class RealContexts:
-    """The real Memory Maze, a fresh maze from a seed drawn from ``rng``, driven for ``C - 1``
-    steps by uniformly random actions (also drawn from ``rng``): its ``C`` frames are the context
-    (:func:`world_model.sim.recorder.real_clip`; about 2 s to build the maze, then 15-45 steps/s).
+    """The real environment the world learned, run for ``C - 1`` uniformly random actions from a
+    reset seeded by ``rng`` (actions drawn from ``rng`` too): its ``C`` frames are the context.
+
+    Memory Maze: a fresh maze of the task seed (:func:`world_model.sim.recorder.real_clip`; about
+    2 s to build, then 15-45 steps/s). Any other env of :mod:`world_model.sim.real_envs`
+    (Crafter, MineRL, ``gym:ENV_ID``): the env, built once, ``reset(seed=...)`` and stepped
+    (:func:`world_model.sim.pixel_recorder.record_pixel_episode`); an episode the env ends early
+    gives a shorter context.
 
     Args:
-        size: the maze (``"9x9"`` is what the shipped world learned).
-        **task_kwargs: passed to the Memory Maze task (e.g. ``camera_resolution``).
+        env_id: the real env (``"memory-maze-9x9"``, or ``"9x9"``; ``"crafter"``, ...).
+        num_actions: of the world (and the env).
+        frame_size: side of the frames (the env's frames are resized to it).
+        **env_kwargs: passed to the env (Memory Maze: the task, e.g. ``camera_resolution``).
     """
 
-    def __init__(self, size: str = "9x9", num_actions: int = 6, **task_kwargs: Any) -> None:
-        self.size, self.num_actions, self.task_kwargs = size, num_actions, task_kwargs
+    def __init__(self, env_id: str = "memory-maze-9x9", num_actions: int = 6,
+                 frame_size: int = DEFAULT_FRAME_SIZE, **env_kwargs: Any) -> None:
+        self.env_id = f"memory-maze-{env_id}" if "x" in env_id and env_id[0].isdigit() else env_id
+        self.num_actions, self.frame_size, self.env_kwargs = num_actions, frame_size, env_kwargs
+        self._env: Any = None
 
     def sample(self, rng: np.random.Generator, context_len: int) -> Context:
         from world_model.sim.maze_env import task_seed
-        from world_model.sim.recorder import real_clip
 
         seed = task_seed(int(rng.integers(2**31)))
         actions = rng.integers(self.num_actions, size=context_len - 1)
-        episode = real_clip(self.size, seed, actions, **self.task_kwargs)
-        return Context(episode["image"], np.array([0, *actions], dtype=np.int64), "real")
+        if self.env_id.startswith("memory-maze"):
+            from world_model.sim.memory_maze import parse_size
+            from world_model.sim.recorder import real_clip
+
+            frames = real_clip(parse_size(self.env_id), seed, actions, **self.env_kwargs)["image"]
+        else:
+            from world_model.sim.pixel_recorder import record_pixel_episode
+            from world_model.sim.real_envs import make_real_env
+
+            if self._env is None:
+                self._env = make_real_env(self.env_id, self.frame_size, **self.env_kwargs)
+            frames = record_pixel_episode(self._env, actions, len(actions), seed,
+                                          self.env_id)["image"]
+        return Context(frames, np.array([0, *actions[:len(frames) - 1]], dtype=np.int64), "real")
+
+    def close(self) -> None:
+        if self._env is not None:
+            self._env.close()
+            self._env = None
 
 
 def stack_contexts(contexts: Sequence[Context]) -> tuple[np.ndarray, np.ndarray]:

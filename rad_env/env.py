@@ -1,14 +1,19 @@
 """The learned world as a Gymnasium environment: ``RADEnv``, one row of the batched core.
 
-``gymnasium.make("rad_env:RAD-MemoryMaze-v0")`` builds :class:`RADEnv`: the same spaces as the
-real ``MemoryMaze-9x9-v0`` (observation ``Box(0, 255, (64, 64, 3), uint8)``, ``Discrete(6)``
-actions) and the same episode length (1000 steps, then truncation), so an agent moves between the
-learned and the real env unchanged.
+``gymnasium.make("rad_env:RAD-v0", checkpoint=RUN)`` builds :class:`RADEnv` over a world of any
+environment: its observation space ``Box(0, 255, (S, S, 3), uint8)`` and action space
+``Discrete(n)`` are those recorded in the checkpoint (``latent.frame_size``, ``model.num_actions``),
+its episode length and reward reading those of the real env it learned (``train.env_id``:
+Crafter 10000 steps and raw rewards, ...). ``gymnasium.make("rad_env:RAD-MemoryMaze-v0")`` is
+its Memory Maze specialisation (``family="memory-maze"``): the same spaces as the real
+``MemoryMaze-9x9-v0`` (``Box(0, 255, (64, 64, 3), uint8)``, ``Discrete(6)``) and the same episode
+length (1000 steps, then truncation), the shipped world by default, and a world of another
+environment refused; an agent moves between the learned and the real env unchanged.
 
 * ``reset(seed=..., options=...)`` starts from REAL frames (see :mod:`rad_env.reset_options`): a
   clip shipped with the weights by default; ``options={"context": "data"}`` a window of the
-  episode files under ``data_dir``; ``{"context": "real"}`` the real Memory Maze run for the
-  context length; ``{"clip": k}`` clip ``k`` of the bank; ``{"frames": (C, 64, 64, 3) uint8,
+  episode files under ``data_dir``; ``{"context": "real"}`` the real env (Memory Maze, Crafter,
+  ...) run for the context length; ``{"clip": k}`` clip ``k`` of the bank; ``{"frames": (C, 64, 64, 3) uint8,
   "actions": (C,) int}`` the caller's own. The observation is the last real frame.
 * ``step(action)`` imagines one frame: ``steps`` DDIM passes plus one clean pass against the
   cached window and the recurrent memory (constant cost per frame). The reward and termination
@@ -35,15 +40,15 @@ from world_model.errors import UserError
 
 
 class RADEnv(gymnasium.Env):
-    """One learned Memory Maze world (a :class:`BatchedWorlds` of one row).
+    """One learned world (a :class:`BatchedWorlds` of one row).
 
     Args:
         checkpoint: run directory; None (default) is the world shipped in
             ``rad_env/weights/memory-maze-9x9`` (a clear CheckpointError if it is not installed).
         render_mode: ``"rgb_array"`` (``render()`` returns the last frame) or None.
         **kwargs: ``contexts``, ``context``, ``data_dir``, ``context_len``, ``device``,
-            ``steps``, ``eta``, ``dtype``, ``reward_mode``, ``max_steps``, ``real_env_kwargs``:
-            see :class:`BatchedWorlds`.
+            ``steps``, ``eta``, ``dtype``, ``reward_mode``, ``max_steps``, ``real_env_kwargs``,
+            ``family``: see :class:`BatchedWorlds`.
 
     ``info`` holds ``frame_index`` (of the returned frame in the world, context included),
     ``step`` (since the reset), ``sampling_steps``, ``imagined``, ``reward_raw`` and
@@ -61,6 +66,9 @@ class RADEnv(gymnasium.Env):
         self.render_mode = render_mode
         self.observation_space = self.worlds.observation_space
         self.action_space = self.worlds.action_space
+        self.metadata = dict(self.metadata, render_fps=self.worlds.real_env.render_fps)
+        self.env_id = self.worlds.env_id
+        """The real environment this world learned (``memory-maze-9x9``, ``crafter``, ...)."""
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
               ) -> tuple[np.ndarray, dict[str, Any]]:
@@ -77,7 +85,7 @@ class RADEnv(gymnasium.Env):
 
     def observe(self, frame: Any, action: Any
                 ) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
-        """Feed the REAL ``frame (64, 64, 3) uint8`` that ``action`` led to, in place of an
+        """Feed the REAL ``frame (S, S, 3) uint8`` that ``action`` led to, in place of an
         imagined one. Counts as a step; returns what :meth:`step` returns (``obs`` is ``frame``,
         the reward and termination are the heads' reading of it, ``info["imagined"]`` False)."""
         self._check_running("observe")
@@ -94,7 +102,7 @@ class RADEnv(gymnasium.Env):
         self.worlds.restore(snapshot)
 
     def render(self) -> np.ndarray | None:
-        """The last frame ``(64, 64, 3) uint8`` in ``"rgb_array"`` mode; None without a mode."""
+        """The last frame ``(S, S, 3) uint8`` in ``"rgb_array"`` mode; None without a mode."""
         if self.render_mode is None:
             return None
         if not self.worlds.started[0]:

@@ -3,7 +3,8 @@
 Adding an environment is one :class:`EnvEntry` in :data:`ENVS`. Entry points are strings
 (``"module:attr"``), so registering imports nothing heavy: torch, MuJoCo and the model load only
 when ``gymnasium.make`` calls the entry point. This module imports only gymnasium, the standard
-library and ``world_model.sim.memory_maze`` (constants only; it imports no simulator).
+library and constants of ``world_model.sim`` (memory_maze, crafter_env, minerl_env: they import
+no simulator at module level).
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from typing import Any
 
 import gymnasium
 
+from world_model.sim.crafter_env import EPISODE_STEPS as CRAFTER_STEPS
 from world_model.sim.memory_maze import SIZES as MAZE_SIZES
+from world_model.sim.minerl_env import EPISODE_STEPS as MINERL_STEPS
 
 logger = logging.getLogger(__name__)
 
@@ -47,21 +50,40 @@ def _memory_maze_entries() -> tuple[EnvEntry, ...]:
     return tuple(entries)
 
 
-#: The learned worlds: same spaces and episode length as the real env they learned.
+#: The other real environments (docs/envs.md): Crafter (PyPI ``crafter``) and MineRL 0.4.4's
+#: Navigate task with the discrete action set of :mod:`world_model.sim.minerl_actions`.
+_REAL_OTHERS = (
+    EnvEntry(id="Crafter-v0", entry_point="world_model.sim.crafter_env:CrafterEnv",
+             max_episode_steps=CRAFTER_STEPS),
+    EnvEntry(id="MineRL-Navigate-v0", entry_point="world_model.sim.minerl_env:MineRLEnv",
+             kwargs={"env_id": "MineRLNavigate-v0"},
+             max_episode_steps=MINERL_STEPS["MineRLNavigate-v0"]),
+)
+
+#: The learned worlds: the spaces recorded in the checkpoint, the episode length of the real env
+#: they learned (``RAD-v0`` truncates by itself: its length depends on the world).
 _LEARNED = (
+    EnvEntry(
+        id="RAD-v0",
+        entry_point="rad_env.env:RADEnv",
+        vector_entry_point="rad_env.vector:RADVectorEnv",
+    ),
     EnvEntry(
         id="RAD-MemoryMaze-v0",
         entry_point="rad_env.env:RADEnv",
         vector_entry_point="rad_env.vector:RADVectorEnv",
+        kwargs={"family": "memory-maze"},
         max_episode_steps=MAZE_SIZES["9x9"],
     ),
 )
 
 #: Every id the project registers. The real Memory Maze mazes: ``MemoryMaze-<size>-v0`` (image
-#: observation, like the official env) and ``MemoryMaze-<size>-ExtraObs-v0`` (Dict observation).
-#: The learned world: ``RAD-MemoryMaze-v0`` (the shipped RAD world of Memory Maze 9x9; pass
-#: ``checkpoint=RUN_DIR`` for another), also batched by ``gymnasium.make_vec``.
-ENVS: tuple[EnvEntry, ...] = _memory_maze_entries() + _LEARNED
+#: observation, like the official env) and ``MemoryMaze-<size>-ExtraObs-v0`` (Dict observation);
+#: ``Crafter-v0`` and ``MineRL-Navigate-v0``. The learned worlds: ``RAD-v0`` (a world of any
+#: environment, ``checkpoint=RUN_DIR``) and its Memory Maze specialisation ``RAD-MemoryMaze-v0``
+#: (the shipped RAD world of Memory Maze 9x9 by default), both also batched by
+#: ``gymnasium.make_vec``.
+ENVS: tuple[EnvEntry, ...] = _memory_maze_entries() + _REAL_OTHERS + _LEARNED
 
 
 def register_envs(entries: tuple[EnvEntry, ...] = ENVS) -> list[str]:

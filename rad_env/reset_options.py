@@ -35,12 +35,14 @@ class ContextChooser:
         data_dir: episode files for ``"data"``.
         context_len: frames per context (default: the bank's clip length, else ``2 * window``).
         real_env_kwargs: for :class:`RealContexts`.
+        env_id: the real environment of ``"real"`` contexts (the world's ``train.env_id``).
     """
 
     def __init__(self, run_dir: Path, frame_size: int, num_actions: int, window: int, *,
                  contexts: str | Path | None = None, context: str = "bank",
                  data_dir: str | Path | None = None, context_len: int | None = None,
-                 real_env_kwargs: dict[str, Any] | None = None) -> None:
+                 real_env_kwargs: dict[str, Any] | None = None,
+                 env_id: str = "memory-maze-9x9") -> None:
         if context not in CONTEXT_SOURCES:
             raise UserError(f"context={context!r}: expected one of {CONTEXT_SOURCES}")
         if context == "data" and data_dir is None:
@@ -48,7 +50,7 @@ class ContextChooser:
         self.run_dir, self.default = Path(run_dir), context
         self.frame_size, self.num_actions = frame_size, num_actions
         self.data_dir = None if data_dir is None else Path(data_dir)
-        self.real_env_kwargs = dict(real_env_kwargs or {})
+        self.real_env_kwargs, self.env_id = dict(real_env_kwargs or {}), env_id
         self.bank = self._load_bank(contexts)
         default_len = self.bank.context_len if self.bank is not None else 2 * window
         self.context_len = int(context_len) if context_len is not None else default_len
@@ -95,8 +97,14 @@ class ContextChooser:
                                                 self.num_actions)
             return self._data[root]
         if self._real is None:
-            self._real = RealContexts("9x9", self.num_actions, **self.real_env_kwargs)
+            self._real = RealContexts(self.env_id, self.num_actions, self.frame_size,
+                                      **self.real_env_kwargs)
         return self._real
+
+    def close(self) -> None:
+        """Free the real env of ``"real"`` contexts, if one was built."""
+        if self._real is not None:
+            self._real.close()
 
     def draw(self, rngs: Sequence[np.random.Generator], options: dict[str, Any] | None
              ) -> list[Context]:

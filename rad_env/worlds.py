@@ -1,5 +1,10 @@
 """N learned worlds started from real frames and stepped by ONE batched engine call.
 
+The worlds are those of any checkpoint: a world of Memory Maze, Crafter, MineRL or any Gymnasium
+pixel env. Its spaces come from the checkpoint (``latent.frame_size``, ``model.num_actions``) and
+what it imitates from the real env it learned (``train.env_id``, :mod:`world_model.sim.real_envs`):
+the episode length, how rewards are read and where ``context="real"`` resets start.
+
 :class:`BatchedWorlds` is the core under every Gymnasium face of the learned world: ``RADEnv``
 (:mod:`rad_env.env`, one row) and the vector envs of :mod:`rad_env.vector` (N rows). It holds the
 engine state of the rows, draws their real starting contexts (:mod:`rad_env.reset_options`),
@@ -36,6 +41,7 @@ from world_model.engine.checks import check_actions, check_frames
 from world_model.engine.rollout import RolloutEngine, StepInfo
 from world_model.engine.world_state import WorldState
 from world_model.errors import CheckpointError, UserError
+from world_model.sim.real_envs import RealEnvSpec, real_env_spec
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +50,20 @@ DEFAULT_STEPS = 10
 #: The world shipped inside the package: a run directory plus ``contexts.npz``.
 SHIPPED_WORLD = Path(__file__).resolve().parent / "weights" / "memory-maze-9x9"
 REWARD_MODES = ("round", "raw")
+#: Episode length of a world whose real env has no time limit.
+DEFAULT_MAX_STEPS = 1000
+
+
+def world_env_spec(env_id: str) -> RealEnvSpec:
+    """What a world of the real env ``env_id`` imitates; a ``gym:`` env that cannot be looked up
+    here (its module not importable) gets no time limit and raw rewards."""
+    try:
+        return real_env_spec(env_id)
+    except UserError as exc:
+        if not env_id.startswith("gym:"):
+            raise CheckpointError(f"the world's train.env_id: {exc}") from exc
+        logger.warning("%s; the learned env uses raw rewards and no time limit of its own", exc)
+        return RealEnvSpec(env_id, "gym", None, "raw")
 
 
 def resolve_checkpoint(checkpoint: str | os.PathLike | None) -> Path:
@@ -53,7 +73,8 @@ def resolve_checkpoint(checkpoint: str | os.PathLike | None) -> Path:
     if not (SHIPPED_WORLD / "config.json").is_file():
         raise CheckpointError(
             f"this rad-env installation ships no world weights ({SHIPPED_WORLD} has no "
-            f"config.json). Pass checkpoint=RUN_DIR: a directory with config.json + "
+            f"config.json). Pass checkpoint=RUN_DIR (RAD-v0 takes a world of any environment): "
+            f"a directory with config.json + "
             f"model.safetensors (from `rad train`) and its real starting clips in "
             f"RUN_DIR/contexts.npz (rad_env.bank.make_context_bank), or given by "
             f"contexts=FILE, data_dir=DIR with context='data', or context='real'.")
@@ -116,8 +137,8 @@ class BatchedWorlds:
             ``contexts.npz``]); None: the shipped world.
         contexts: a ``contexts.npz`` file (default: the checkpoint's, when present).
         context: where resets start by default: ``"bank"`` (the context bank), ``"data"``
-            (random windows of the episode files under ``data_dir``) or ``"real"`` (the real
-            Memory Maze, run for the context length under random actions).
+            (random windows of the episode files under ``data_dir``) or ``"real"`` (the real env
+            the world learned, run for the context length under random actions).
         data_dir: directory of episode files for ``context="data"``.
         context_len: real frames per context (default: the bank's clip length; without a bank
             ``2 * window``).
@@ -128,10 +149,14 @@ class BatchedWorlds:
         dtype: compute dtype of the network (``"float32"``, ``"bfloat16"``, ``"float16"``; run
             under autocast, state kept in float32). bfloat16 pays on GPUs, not on CPUs without it.
         reward_mode: ``"round"``: 1.0 where the predicted reward is >= 0.5, else 0.0 (Memory Maze
-            rewards are 0 or 1); ``"raw"``: the reward head's output.
-        max_steps: episode length in steps after the reset (Memory Maze 9x9: 1000).
-        real_env_kwargs: Memory Maze task arguments for ``context="real"`` (e.g.
-            ``camera_resolution``).
+            rewards are 0 or 1); ``"raw"``: the reward head's output. Default: the real env's
+            (round for Memory Maze, raw for the others).
+        max_steps: episode length in steps after the reset. Default: the real env's (Memory
+            Maze 9x9: 1000, Crafter: 10000, MineRL Navigate: 6000; 1000 without one).
+        real_env_kwargs: arguments of the real env for ``context="real"`` (Memory Maze: task
+            arguments, e.g. ``camera_resolution``).
+        family: the kind of world this face serves (``"memory-maze"``: ``RAD-MemoryMaze-v0``);
+            a checkpoint of another env is refused. None: any (``RAD-v0``).
 
     Raises:
         CheckpointError: a missing or corrupt checkpoint, or no context bank where one is needed.
@@ -143,17 +168,26 @@ class BatchedWorlds:
                  data_dir: str | os.PathLike | None = None, context_len: int | None = None,
                  device: str | torch.device | None = "cpu", steps: int = DEFAULT_STEPS,
                  eta: float = 0.0, dtype: str | torch.dtype = "float32",
-                 reward_mode: str = "round", max_steps: int = 1000,
-                 real_env_kwargs: dict[str, Any] | None = None) -> None:
+                 reward_mode: str | None = None, max_steps: int | None = None,
+                 real_env_kwargs: dict[str, Any] | None = None,
+                 family: str | None = None) -> None:
         if int(num_envs) < 1:
             raise UserError(f"num_envs must be >= 1, got {num_envs}")
-        if reward_mode not in REWARD_MODES:
+        if reward_mode not in (None, *REWARD_MODES):
             raise UserError(f"reward_mode={reward_mode!r}: expected one of {REWARD_MODES}")
-        if int(max_steps) < 1:
+        if max_steps is not None and int(max_steps) < 1:
             raise UserError(f"max_steps must be >= 1, got {max_steps}")
-        self.num_envs, self.max_steps, self.reward_mode = int(num_envs), int(max_steps), reward_mode
         self.run_dir = resolve_checkpoint(checkpoint)
         self.world = load(self.run_dir, device)
+        self.env_id = self.world.config.train.env_id
+        self.real_env = world_env_spec(self.env_id)
+        """What the world imitates (:class:`~world_model.sim.real_envs.RealEnvSpec`)."""
+        if family is not None and self.real_env.family != family:
+            raise UserError(f"{self.run_dir} is a world of {self.env_id!r}, not of {family}: "
+                            f"make it with gymnasium.make('rad_env:RAD-v0', checkpoint=...)")
+        self.num_envs = int(num_envs)
+        self.reward_mode = reward_mode or self.real_env.reward_mode
+        self.max_steps = int(max_steps or self.real_env.episode_steps or DEFAULT_MAX_STEPS)
         sampler = SamplerConfig(int(steps), float(eta)).validate(self.world.diffusion.cfg.num_levels)
         self.engine = RolloutEngine(self.world, sampler, compute_dtype=resolve_dtype(dtype))
         self.sampling_steps = int(steps)
@@ -165,7 +199,7 @@ class BatchedWorlds:
         self.contexts = ContextChooser(
             self.run_dir, self.frame_size, self.num_actions, window, contexts=contexts,
             context=context, data_dir=data_dir, context_len=context_len,
-            real_env_kwargs=real_env_kwargs)
+            real_env_kwargs=real_env_kwargs, env_id=self.env_id)
         self.rngs = [np.random.default_rng() for _ in range(self.num_envs)]
         self.state: WorldState | None = None
         N, H = self.num_envs, self.frame_size
@@ -175,8 +209,8 @@ class BatchedWorlds:
         self.ended = np.ones(N, bool)  # no episode under way: reset first
         self.started = np.zeros(N, bool)
         self.sources: list[tuple[str, int]] = [("", -1)] * N  # (source, clip) of each row
-        logger.info("world %s on %s: %d DDIM steps, window %d, contexts of %d frames (%s)",
-                    self.run_dir, self.engine.device, self.sampling_steps, window,
+        logger.info("world %s of %s on %s: %d DDIM steps, window %d, contexts of %d frames (%s)",
+                    self.run_dir, self.env_id, self.engine.device, self.sampling_steps, window,
                     self.contexts.context_len, context)
 
     # -- rows -------------------------------------------------------------------------------------
@@ -286,4 +320,6 @@ class BatchedWorlds:
         return self._require_started().nbytes()
 
     def close(self) -> None:
-        """Nothing to free: a real context's maze is closed after each draw."""
+        """Free the real env of ``"real"`` contexts (a Memory Maze task is closed after each
+        draw; other envs are kept for the next)."""
+        self.contexts.close()

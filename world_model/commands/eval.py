@@ -1,4 +1,5 @@
-"""Score checkpoints on outbound-and-return trajectories (the paper's Sec. 5.1 protocol).
+"""Score checkpoints on outbound-and-return trajectories (the paper's Sec. 5.1 protocol), or
+(--protocol predict) on clips of plain held-out episodes with revisits.
 
 Examples:
   rad eval --checkpoint runs/rad-lstm runs/df --data data/maze9-eval --out reports/eval
@@ -11,6 +12,11 @@ context-frame baseline) with PSNR, SSIM and LPIPS over all generated frames and 
 part (generated frames whose matching outbound view is beyond the attention horizon; see
 docs/rollout.md). Writes OUT/table.md, OUT/table.json, OUT/per_frame.json, OUT/curves.png and
 OUT/videos/*.gif (real | each checkpoint).
+
+--protocol predict (Crafter, MineRL, gym:ENV_ID worlds): from every held-out episode one clip of
+--context-frames + --predict-frames frames (by default the one with the most revisits); the
+"revisit" columns score the generated frames where the agent is back at a place of the context
+that it has not seen for a horizon (world_model/evaluation/clips.py, docs/envs.md).
 """
 
 from __future__ import annotations
@@ -37,6 +43,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--videos", type=int, default=4, help="side-by-side GIFs to write (default: 4)")
     p.add_argument("--save-frames", action="store_true",
                    help="also write the generated frames to OUT/frames/<checkpoint>.npz")
+    p.add_argument("--protocol", default="outbound-return", choices=("outbound-return", "predict"),
+                   help="outbound-return: Memory Maze trajectories of rad make-evalset (default); "
+                        "predict: context-then-predict with revisits on plain held-out episodes "
+                        "(Crafter, MineRL, gym:ENV_ID; docs/envs.md)")
+    p.add_argument("--context-frames", type=int, default=48,
+                   help="predict: context frames per clip (default: 48)")
+    p.add_argument("--predict-frames", type=int, default=48,
+                   help="predict: generated frames per clip (default: 48)")
+    p.add_argument("--clip", default="revisits", choices=("revisits", "start"),
+                   help="predict: the clip of each episode with the most revisits (default) or "
+                        "its first frames")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -56,7 +73,9 @@ def main(args: argparse.Namespace) -> int:
     settings = EvalSettings(steps=args.steps, eta=args.eta, batch=args.batch, seed=args.seed,
                             device=device, max_trajectories=args.max_trajectories,
                             horizon=args.horizon, lpips_weights=args.lpips_weights,
-                            videos=args.videos, save_frames=args.save_frames)
+                            videos=args.videos, save_frames=args.save_frames,
+                            protocol=args.protocol, context_frames=args.context_frames,
+                            predict_frames=args.predict_frames, clip=args.clip)
     bars: list[tqdm] = []  # made on the first generated frames, once the total is known
 
     def progress(n: int, total: int) -> None:

@@ -246,6 +246,15 @@ class EvalSettings:
     fps: int = 8
     save_frames: bool = False
     """Also write every generated frame to ``frames/<checkpoint>.npz`` (one array a trajectory)."""
+    protocol: str = "outbound-return"
+    """``"outbound-return"`` (Memory Maze, files of rad make-evalset) or ``"predict"``
+    (context-then-predict with revisits on plain held-out episodes: :mod:`.clips`)."""
+    context_frames: int = 48
+    """``"predict"``: context frames C of each clip."""
+    predict_frames: int = 48
+    """``"predict"``: generated frames P of each clip."""
+    clip: str = "revisits"
+    """``"predict"``: which clip of each episode (:data:`.clips.CLIP_CHOICES`)."""
 
 
 def evaluate(checkpoints: Sequence[str | os.PathLike], data: str | os.PathLike,
@@ -269,11 +278,21 @@ def evaluate(checkpoints: Sequence[str | os.PathLike], data: str | os.PathLike,
     if len(set(sizes.values())) > 1:
         raise UserError(f"the checkpoints make frames of different sizes {sizes}: evaluate them "
                         f"on separate data")
-    trajs = load_trajectories(data, settings.max_trajectories,
-                              frame_size=next(iter(sizes.values())),
-                              num_actions=min(w.config.model.num_actions for _, w in worlds))
+    check = {"frame_size": next(iter(sizes.values())),
+             "num_actions": min(w.config.model.num_actions for _, w in worlds)}
     horizon = settings.horizon or max(w.config.model.horizon for _, w in worlds)
-    masks = [return_mask(t, horizon) for t in trajs]
+    if settings.protocol == "predict":
+        from world_model.evaluation.clips import prediction_trajectories, revisit_mask
+
+        trajs = prediction_trajectories(data, settings.context_frames, settings.predict_frames,
+                                        horizon, settings.clip, settings.max_trajectories, **check)
+        masks = [revisit_mask(t.positions, t.context_frames, horizon) if t.positions is not None
+                 else np.zeros(t.generated, bool) for t in trajs]
+    elif settings.protocol == "outbound-return":
+        trajs = load_trajectories(data, settings.max_trajectories, **check)
+        masks = [return_mask(t, horizon) for t in trajs]
+    else:
+        raise UserError(f"--protocol {settings.protocol!r}: expected outbound-return or predict")
     lpips_fn, lpips_note = metrics.load_lpips(settings.lpips_weights, settings.device)
     if lpips_fn is None:
         logger.warning("LPIPS %s", lpips_note)

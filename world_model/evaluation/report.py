@@ -40,9 +40,11 @@ def _fmt(x: float | None, digits: int) -> str:
 
 
 def markdown_table(report: Report) -> str:
-    """The table as Markdown (like the paper's Table 1, plus the return part)."""
+    """The table as Markdown (like the paper's Table 1, plus the return part; for the
+    ``predict`` protocol the revisit frames, :mod:`world_model.evaluation.clips`)."""
+    part = "revisit" if report.settings.get("protocol") == "predict" else "return"
     head = ("| Model | Memory | Mode | W | Horizon | PSNR | SSIM | LPIPS | "
-            "PSNR return | SSIM return | LPIPS return |")
+            f"PSNR {part} | SSIM {part} | LPIPS {part} |")
     lines = [head, "|" + "---|" * 11]
     lp = (lambda v: "unavailable" if report.lpips.startswith("unavailable") else _fmt(v, 3))
     for r in report.rows:
@@ -50,9 +52,11 @@ def markdown_table(report: Report) -> str:
                      f"{r.horizon or '-'} | {_fmt(r.psnr, 2)} | {_fmt(r.ssim, 3)} | {lp(r.lpips)} | "
                      f"{_fmt(r.return_psnr, 2)} | {_fmt(r.return_ssim, 3)} | {lp(r.return_lpips)} |")
     lines.append("")
+    where = (f"revisits (a place of the context, not seen in the {report.horizon - 1} frames "
+             f"before)" if part == "revisit" else
+             f"the return part (matching outbound view >= {report.horizon} frames back)")
     lines.append(f"{report.trajectories} trajectories, {report.generated_frames} generated frames, "
-                 f"{report.return_frames} of them in the return part (matching outbound view "
-                 f">= {report.horizon} frames back). LPIPS: {report.lpips}.")
+                 f"{report.return_frames} of them {where}. LPIPS: {report.lpips}.")
     return "\n".join(lines) + "\n"
 
 

@@ -21,6 +21,7 @@ on top (``reset(seed=...)``, ``(obs, reward, terminated, truncated, info)``).
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 from typing import Any, ClassVar, SupportsFloat
 
@@ -57,6 +58,8 @@ class CrafterEnv(gymnasium.Env):
     Args:
         size: side of the square observation in pixels (Crafter renders at that size; 64).
         max_steps: episode length in steps, then ``truncated=True`` (Crafter's ``length``).
+        area: side of the world in tiles (Crafter's 64; generating it takes most of a reset,
+            about 1.5 s on an idle core, so smaller worlds reset faster).
         render_mode: ``"rgb_array"`` (``render()`` returns the last observation) or None.
 
     Raises:
@@ -68,12 +71,14 @@ class CrafterEnv(gymnasium.Env):
     action_names = ACTION_NAMES
 
     def __init__(self, size: int = 64, max_steps: int = EPISODE_STEPS,
-                 render_mode: str | None = None) -> None:
+                 render_mode: str | None = None, area: int = 64) -> None:
         if render_mode not in (None, *self.metadata["render_modes"]):
             raise UserError(f"render_mode={render_mode!r}: expected one of "
                             f"{self.metadata['render_modes']} or None")
-        if int(size) < 9 or int(max_steps) < 1:
-            raise UserError(f"CrafterEnv needs size >= 9 and max_steps >= 1, got {size}, {max_steps}")
+        if int(size) < 9 or int(max_steps) < 1 or int(area) < 16:
+            raise UserError(f"CrafterEnv needs size >= 9, max_steps >= 1 and area >= 16, got "
+                            f"{size}, {max_steps}, {area}")
+        self.area = int(area)
         self._crafter = _crafter()
         self.size, self.max_steps, self.render_mode = int(size), int(max_steps), render_mode
         self.observation_space = spaces.Box(0, 255, (self.size, self.size, 3), np.uint8)
@@ -90,8 +95,8 @@ class CrafterEnv(gymnasium.Env):
         if seed is not None or self._game is None:
             game_seed = (int(seed) % _SEED_LIMIT if seed is not None
                          else int(self.np_random.integers(_SEED_LIMIT)))
-            self._game = self._crafter.Env(size=(self.size, self.size), length=self.max_steps,
-                                           seed=game_seed)
+            self._game = self._crafter.Env(area=(self.area, self.area), size=(self.size, self.size),
+                                           length=self.max_steps, seed=game_seed)
         self._obs = np.asarray(self._game.reset(), dtype=np.uint8)
         self._over, self.episode_step = False, 0
         return self._obs.copy(), {"agent_pos": self._position()}
@@ -109,7 +114,7 @@ class CrafterEnv(gymnasium.Env):
         terminated = bool(info.get("discount", 1.0) == 0.0)  # the player died
         truncated = bool(done and not terminated)
         self._over = bool(done)
-        info = dict(info, agent_pos=self._position())
+        info = dict(copy.deepcopy(info), agent_pos=self._position())  # Crafter reuses its arrays
         return self._obs.copy(), float(reward), terminated, truncated, info
 
     def render(self) -> np.ndarray | None:
