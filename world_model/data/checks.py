@@ -15,8 +15,8 @@ present, e.g. ``agent_pos`` for ``rad eval``; a writer checks every global obser
     maze_layout    (N, n, n)          agent_pos, agent_dir, target_pos, target_vec  (N, 2)
     targets_pos, targets_vec (N, k, 2)                   target_color            (N, 3)
                    numeric
-    another key    a leading axis of N, numeric; ``seed``/``context_frames``/``outbound_frames``:
-                   an integer scalar
+    another key    a leading axis of N, numeric; the scalars of ``format.META_KEYS``
+                   (``context_frames``, ``outbound_frames``, ...): integers (``env_id``: a string)
 
 and that each of those members holds exactly the bytes its header declares. Other keys are
 ignored (an array nobody reads does not cost a file, nor its header read the time). A file that
@@ -97,8 +97,9 @@ def _problem(key: str, shape: tuple[int, ...], dtype: np.dtype, n: int,
         return f"'action' must be ({n}, {a}) one-hot or ({n},) integer indices"
     if key == "reward":
         return None if numeric and shape == (n,) else f"'reward' must be ({n},) numbers"
-    if key in META_KEYS:
-        return None if dtype.kind in "iu" and shape == () else f"{key!r} must be an integer scalar"
+    if key in META_KEYS:  # scalars: integers, and the env id a string
+        kinds, what = ("US", "a string") if key == "env_id" else ("iu", "an integer")
+        return None if dtype.kind in kinds and shape == () else f"{key!r} must be {what} scalar"
     if key in GLOBAL_SHAPES:
         step = GLOBAL_SHAPES[key]
         fits = (len(shape) == 1 + len(step) and shape[0] == n
