@@ -1,0 +1,151 @@
+"""Model-predictive control in the REAL Memory Maze with a planner in the learned world.
+
+Every ``replan_every`` real steps: plan in the world from its current state
+(:class:`agents.planning.Planner`), then act in the real env with the first actions of the plan,
+feeding each real frame back into the world (``RolloutEngine.observe``) so that it stays grounded
+in what really happened. Reports each episode's real return and the planning time per decision.
+
+    python -m agents.plan --checkpoint runs/rad --episodes 2 --max-steps 200 --method cem
+    python -m agents.plan --episodes 1 --max-steps 40 --candidates 8 --horizon 4   # shipped world
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import statistics
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+
+from agents.planning import PlannerConfig
+from world_model.errors import RadError, UserError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MPCConfig:
+    """Model-predictive control in the real env. Every field is an option of this module."""
+
+    checkpoint: str | None = None
+    """World run directory; None: the world shipped with rad_env."""
+    env_id: str = "rad_env:MemoryMaze-9x9-v0"
+    """The REAL environment acted in (same spaces as the world)."""
+    episodes: int = 1
+    max_steps: int = 1000
+    """Real steps per episode (Memory Maze 9x9 episodes are 1000 steps)."""
+    replan_every: int = 4
+    """Real steps taken from each plan before planning again."""
+    sampling_steps: int = 4
+    """DDIM steps per imagined frame."""
+    seed: int = 0
+    """Seeds the real env (episode e: seed + e), the world's noise and the planner."""
+
+
+@dataclass
+class EpisodeResult:
+    real_return: float
+    steps: int
+    plan_seconds: list[float]
+    predicted_returns: list[float]
+
+
+def run_mpc(mpc: MPCConfig, planner_cfg: PlannerConfig, progress: bool = True) -> list[EpisodeResult]:
+    """Run ``mpc.episodes`` real episodes under model-predictive control; see the module."""
+    import gymnasium
+    import torch
+    from tqdm.auto import tqdm
+
+    from agents.planning import Planner
+    from rad_env.worlds import resolve_checkpoint
+    from world_model.checkpoint import load
+    from world_model.config import SamplerConfig
+    from world_model.engine.rollout import RolloutEngine
+
+    if min(mpc.episodes, mpc.max_steps, mpc.replan_every, mpc.sampling_steps) < 1:
+        raise UserError(f"MPCConfig: counts must be >= 1: {mpc}")
+    world = load(resolve_checkpoint(mpc.checkpoint))
+    engine = RolloutEngine(world, SamplerConfig(steps=mpc.sampling_steps))
+    num_actions = world.config.model.num_actions
+    planner = Planner(engine, num_actions, dataclasses.replace(planner_cfg, seed=mpc.seed))
+    env = gymnasium.make(mpc.env_id)
+    if getattr(env.action_space, "n", None) != num_actions:
+        raise UserError(f"{mpc.env_id} has action space {env.action_space}, the world "
+                       f"{num_actions} actions")
+    results = []
+    try:
+        for e in range(mpc.episodes):
+            obs, _ = env.reset(seed=mpc.seed + e)
+            state = engine.start(torch.from_numpy(np.asarray(obs)[None, None].copy()),
+                                 torch.zeros(1, 1, dtype=torch.long), seeds=[mpc.seed + e])
+            total, queue, times, predicted, previous = 0.0, [], [], [], None
+            bar = tqdm(total=mpc.max_steps, desc=f"episode {e}", unit="step", disable=not progress)
+            for t in range(mpc.max_steps):
+                if not queue:
+                    warm = None
+                    if previous is not None and mpc.replan_every < len(previous):
+                        # the last plan, shifted by the steps taken, padded with its last action
+                        rest = previous[mpc.replan_every:]
+                        warm = torch.cat([rest, rest[-1:].expand(planner_cfg.horizon - len(rest))])
+                    plan = planner.plan(state, warm)
+                    times.append(plan.seconds)
+                    predicted.append(plan.expected_return)
+                    previous = plan.actions
+                    queue = plan.actions[:mpc.replan_every].tolist()
+                action = int(queue.pop(0))
+                obs, reward, terminated, truncated, _ = env.step(action)
+                total += float(reward)
+                engine.observe(state, torch.from_numpy(np.asarray(obs)[None].copy()),
+                               torch.tensor([action]))
+                bar.update(1)
+                bar.set_postfix(ret=f"{total:.0f}", plan_s=f"{times[-1]:.1f}")
+                if terminated or truncated:
+                    break
+            bar.close()
+            results.append(EpisodeResult(total, t + 1, times, predicted))
+            logger.info("episode %d: real return %.1f in %d steps, %.2f s per plan (median)",
+                        e, total, t + 1, statistics.median(times))
+    finally:
+        env.close()
+    return results
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m agents.plan", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    for cls in (MPCConfig, PlannerConfig):
+        for f in dataclasses.fields(cls):
+            if f.name == "seed" and cls is PlannerConfig:
+                continue  # one seed for everything (MPCConfig.seed)
+            kind = type(f.default) if f.default is not None else str
+            parser.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=f.default,
+                                help=f"(default: {f.default})")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = vars(build_parser().parse_args(argv))
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    mpc = MPCConfig(**{f.name: args[f.name] for f in dataclasses.fields(MPCConfig)})
+    planner = PlannerConfig(**{f.name: args[f.name] for f in dataclasses.fields(PlannerConfig)
+                               if f.name != "seed"})
+    try:
+        results = run_mpc(mpc, planner.validate())
+    except RadError as exc:  # errors meant for the user: no traceback
+        print(f"agents.plan: error: {exc}", file=sys.stderr)
+        return 2
+    for i, r in enumerate(results):
+        print(f"episode {i}: real return {r.real_return:.1f} in {r.steps} steps; "
+              f"{len(r.plan_seconds)} plans, median {statistics.median(r.plan_seconds):.2f} s "
+              f"per plan")
+    returns = [r.real_return for r in results]
+    print(f"mean real return {statistics.fmean(returns):.2f} over {len(returns)} episode(s) "
+          f"({planner.method}, H={planner.horizon}, N={planner.candidates})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
