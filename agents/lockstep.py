@@ -1,0 +1,190 @@
+"""Where imagination leaves reality: the same actions in the REAL Memory Maze and in the learned
+world, from the same real start, frame against frame.
+
+Per episode: the real env is reset (seeded) and driven by the project's scripted exploration
+policy (``world_model.sim.policies``: to random points under action noise, as the training data
+were collected) for ``context`` steps; the world starts from those real frames. Then, for
+``steps`` steps, the policy's action goes to both: the real env renders the true frame, the world
+imagines its own (open loop: it never sees the real frames again). PSNR and SSIM per step,
+averaged over episodes, beside the repeat-last-context-frame floor; a side-by-side video per
+episode (real | imagined).
+
+    python -m agents.lockstep --checkpoint runs/rad --episodes 4 --context 20 --steps 100 \\
+        --out reports/lockstep
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from world_model.errors import RadError, UserError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LockstepConfig:
+    """Every field is an option of ``python -m agents.lockstep``."""
+
+    checkpoint: str | None = None
+    """World run directory; None: the world shipped with rad_env."""
+    out: str = "reports/lockstep"
+    episodes: int = 4
+    context: int = 20
+    """Real frames the world starts from."""
+    steps: int = 100
+    """Lockstep steps after the context."""
+    sampling_steps: int = 4
+    """DDIM steps per imagined frame."""
+    size: str = "9x9"
+    """Memory Maze size."""
+    seed: int = 0
+    videos: int = 2
+    """Side-by-side videos written for the first this many episodes."""
+
+
+@dataclass
+class LockstepResult:
+    psnr: np.ndarray
+    """``(episodes, steps)`` PSNR of every imagined frame against the real one."""
+    ssim: np.ndarray
+    floor_psnr: np.ndarray
+    """``(episodes, steps)``: the last context frame against the real ones."""
+    floor_ssim: np.ndarray
+
+    def summary(self) -> dict[str, float]:
+        return {"psnr": float(self.psnr.mean()), "ssim": float(self.ssim.mean()),
+                "floor_psnr": float(self.floor_psnr.mean()),
+                "floor_ssim": float(self.floor_ssim.mean())}
+
+
+def real_and_imagined(cfg: LockstepConfig, episode: int, engine) -> tuple[np.ndarray, np.ndarray]:
+    """One episode: ``(real (C+S, H, W, 3), imagined (S, H, W, 3))`` uint8."""
+    import torch
+
+    from world_model.sim.maze_env import MemoryMazeEnv
+    from world_model.sim.policies import ExplorationConfig, ExplorationPolicy
+
+    env = MemoryMazeEnv(cfg.size, extra_obs=True)
+    try:
+        seed = cfg.seed + episode
+        obs, _ = env.reset(seed=seed)
+        policy = ExplorationPolicy(np.random.default_rng(seed), ExplorationConfig())
+        frames, actions = [obs["image"]], [0]
+        for _ in range(cfg.context - 1):
+            a = policy.act(obs)
+            obs, *_ = env.step(a)
+            frames.append(obs["image"])
+            actions.append(a)
+        state = engine.start(torch.from_numpy(np.stack(frames)[None]),
+                             torch.tensor([actions]), seeds=[seed])
+        imagined = []
+        for _ in range(cfg.steps):
+            a = policy.act(obs)
+            obs, *_ = env.step(a)
+            frames.append(obs["image"])
+            out, _ = engine.step(state, torch.tensor([a]))
+            imagined.append(out[0].cpu().numpy())
+    finally:
+        env.close()
+    return np.stack(frames), np.stack(imagined)
+
+
+def run_lockstep(cfg: LockstepConfig, progress: bool = True) -> LockstepResult:
+    """Run every episode, write ``out/lockstep.json``, ``out/curves.png`` and the videos."""
+    from tqdm.auto import tqdm
+
+    from rad_env.worlds import resolve_checkpoint
+    from world_model.checkpoint import load
+    from world_model.config import SamplerConfig
+    from world_model.engine.rollout import RolloutEngine
+    from world_model.evaluation import metrics
+    from world_model.evaluation.videos import side_by_side, write_video
+
+    if min(cfg.episodes, cfg.context, cfg.steps, cfg.sampling_steps) < 1:
+        raise UserError(f"LockstepConfig: counts must be >= 1: {cfg}")
+    world = load(resolve_checkpoint(cfg.checkpoint))
+    if world.config.latent.frame_size != 64 or world.config.model.num_actions != 6:
+        raise UserError("lockstep runs the real Memory Maze (64x64 frames, 6 actions); this world "
+                        f"makes {world.config.latent.frame_size}px frames with "
+                        f"{world.config.model.num_actions} actions")
+    engine = RolloutEngine(world, SamplerConfig(steps=cfg.sampling_steps))
+    out = Path(cfg.out)
+    rows: dict[str, list[np.ndarray]] = {"psnr": [], "ssim": [], "floor_psnr": [], "floor_ssim": []}
+    for e in tqdm(range(cfg.episodes), desc="lockstep", unit="episode", disable=not progress):
+        real, imagined = real_and_imagined(cfg, e, engine)
+        truth = real[cfg.context:]
+        floor = np.repeat(real[cfg.context - 1][None], cfg.steps, axis=0)
+        rows["psnr"].append(metrics.psnr(truth, imagined))
+        rows["ssim"].append(metrics.ssim(truth, imagined))
+        rows["floor_psnr"].append(metrics.psnr(truth, floor))
+        rows["floor_ssim"].append(metrics.ssim(truth, floor))
+        if e < cfg.videos:
+            write_video(out / "videos" / f"episode_{e:03d}.gif",
+                        side_by_side(real, [imagined], cfg.context))
+    result = LockstepResult(*(np.stack(rows[k]) for k in ("psnr", "ssim", "floor_psnr", "floor_ssim")))
+    out.mkdir(parents=True, exist_ok=True)
+    curves = {k: np.stack(v).mean(0).round(4).tolist() for k, v in rows.items()}
+    (out / "lockstep.json").write_text(json.dumps(
+        {"config": dataclasses.asdict(cfg), "summary": result.summary(), "curves": curves},
+        indent=1) + "\n")
+    plot_lockstep(out / "curves.png", result)
+    return result
+
+
+def plot_lockstep(path: Path, result: LockstepResult) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    steps = np.arange(1, result.psnr.shape[1] + 1)
+    for ax, key, label in ((axes[0], "psnr", "PSNR (dB)"), (axes[1], "ssim", "SSIM")):
+        ax.plot(steps, getattr(result, key).mean(0), label="imagined vs real")
+        ax.plot(steps, getattr(result, f"floor_{key}").mean(0), "--", label="last context frame")
+        ax.set(xlabel="steps after the real context", ylabel=label)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"Lockstep: same actions in the real maze and the world ({len(result.psnr)} "
+                 f"episodes)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m agents.lockstep", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    for f in dataclasses.fields(LockstepConfig):
+        kind = type(f.default) if f.default is not None else str
+        parser.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=f.default,
+                            help=f"(default: {f.default})")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = LockstepConfig(**vars(build_parser().parse_args(argv)))
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        result = run_lockstep(cfg)
+    except RadError as exc:
+        print(f"agents.lockstep: error: {exc}", file=sys.stderr)
+        return 2
+    s = result.summary()
+    print(f"{cfg.episodes} episodes x {cfg.steps} steps: imagined PSNR {s['psnr']:.2f} SSIM "
+          f"{s['ssim']:.3f}; last context frame PSNR {s['floor_psnr']:.2f} SSIM "
+          f"{s['floor_ssim']:.3f}; report in {cfg.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
