@@ -63,7 +63,11 @@ class PixelEnv(gymnasium.Wrapper):
         return None if self.frame is None else self.frame.copy()
 
     def _frame(self, obs: Any) -> np.ndarray:
-        image = self.env.render() if self.uses_render else obs
+        try:
+            image = self.env.render() if self.uses_render else obs
+        except gymnasium.error.DependencyNotInstalled as exc:
+            raise UserError(f"{self.env_id}: rendering needs a package that is missing: {exc}") \
+                from exc
         if image is None:
             raise UserError(f"{self.env_id}: render() returned None; make it with "
                             f"render_mode='rgb_array'")
@@ -92,9 +96,5 @@ def make_pixel_env(env_id: str, size: int = 64, **kwargs: Any) -> PixelEnv:
         if "rgb_array" not in modes or "render_mode" in kwargs:
             raise UserError(f"gym:{env_id}: observations are {obs_space}, not RGB images, and it "
                             f"cannot render rgb_array frames (render_modes {modes})")
-        try:
-            env = gymnasium.make(env_id, render_mode="rgb_array", **kwargs)
-        except gymnasium.error.DependencyNotInstalled as exc:
-            raise UserError(f"gym:{env_id}: rendering needs a package that is missing: {exc}") \
-                from exc
+        env = gymnasium.make(env_id, render_mode="rgb_array", **kwargs)
     return PixelEnv(env, size, env_id)

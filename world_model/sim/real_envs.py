@@ -68,10 +68,7 @@ def real_env_spec(env_id: str) -> RealEnvSpec:
         return RealEnvSpec(env_id, "minerl", EPISODE_STEPS[MINERL_TASKS[env_id]], "raw", 20.0)
     if env_id.startswith(GYM_PREFIX) and len(env_id) > len(GYM_PREFIX):
         gym_id = env_id[len(GYM_PREFIX):]
-        spec = _gym_spec(gym_id)
-        fps = float((spec.kwargs or {}).get("render_fps", 30)) if spec is not None else 30.0
-        return RealEnvSpec(env_id, "gym", None if spec is None else spec.max_episode_steps, "raw",
-                           fps)
+        return RealEnvSpec(env_id, "gym", _gym_spec(gym_id).max_episode_steps, "raw")
     raise UserError(f"unknown environment {env_id!r}; known: memory-maze-9x9 (-11x11, -13x13, "
                     f"-15x15), crafter, {', '.join(MINERL_TASKS)}, gym:ENV_ID (any registered "
                     f"Gymnasium env with discrete actions and RGB frames)")
