@@ -59,7 +59,7 @@ class CrafterEnv(gymnasium.Env):
         size: side of the square observation in pixels (Crafter renders at that size; 64).
         max_steps: episode length in steps, then ``truncated=True`` (Crafter's ``length``).
         area: side of the world in tiles (Crafter's 64; generating it takes most of a reset,
-            about 1.5 s on an idle core, so smaller worlds reset faster).
+            seconds on this project's machines, so smaller worlds reset faster).
         render_mode: ``"rgb_array"`` (``render()`` returns the last observation) or None.
 
     Raises:
