@@ -56,13 +56,14 @@ DEFAULT_MAX_STEPS = 1000
 
 def world_env_spec(env_id: str) -> RealEnvSpec:
     """What a world of the real env ``env_id`` imitates; a ``gym:`` env that cannot be looked up
-    here (its module not importable) gets no time limit and raw rewards."""
+    here (its module not importable) gets raw rewards and episodes of :data:`DEFAULT_MAX_STEPS`."""
     try:
         return real_env_spec(env_id)
     except UserError as exc:
         if not env_id.startswith("gym:"):
             raise CheckpointError(f"the world's train.env_id: {exc}") from exc
-        logger.warning("%s; the learned env uses raw rewards and no time limit of its own", exc)
+        logger.warning("%s; the learned env reads rewards raw and ends episodes after %d steps "
+                       "(max_steps= to change)", exc, DEFAULT_MAX_STEPS)
         return RealEnvSpec(env_id, "gym", None, "raw")
 
 
