@@ -176,3 +176,20 @@ def test_ddp_ranks_draw_different_streams_and_rank_zero_is_the_single_process_st
     assert np.array_equal(alone["frames"], rank0["frames"])
     assert not (np.array_equal(rank0["start"], rank1["start"])
                 and np.array_equal(rank0["episode"], rank1["episode"]))
+
+
+def test_terminal_flags_reach_the_batch_and_default_to_never(episodes):
+    path = list_episodes(episodes)[0]
+    episode = read_episode(path)
+    n = len(episode["image"])
+    terminal = np.zeros(n, np.uint8)
+    terminal[-1] = 1  # the episode ended on its last step
+    write_episode(path, {**episode, "terminal": terminal})
+    data = EpisodeWindows(episodes, seq_len=n, batch_size=6, seed=0)
+    ended = next(k for k, f in enumerate(data.files) if f.path == path)
+    batch = data.batch(0)
+    assert batch["terminals"].dtype == bool and batch["terminals"].shape == (6, n)
+    for row, index in enumerate(batch["episode"]):
+        expected = [False] * (n - 1) + [index == ended]  # files without the array: never
+        assert batch["terminals"][row].tolist() == expected
+    assert ended in batch["episode"].tolist()

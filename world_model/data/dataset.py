@@ -10,6 +10,8 @@ A batch is a dict of torch tensors::
     frames   (B, T, H, W, 3) uint8    image[s : s+T]
     actions  (B, T) int64             index of the action that led to each frame (0 for image[0])
     rewards  (B, T) float32           reward received on the step into each frame
+    terminals (B, T) bool             the episode terminated on the step into the frame (the
+                                      optional ``terminal`` array; all False without it)
     episode  (B,) int64               index of the file in ``dataset.files``
     start    (B,) int64               window start s in that file
     <key>    (B, T, ...)              each extra key asked for (float64 stored -> float32)
@@ -198,7 +200,8 @@ class EpisodeWindows(IterableDataset):
             raise UserError(f"seed and start_step must be >= 0, got {seed}, {start_step}")
         if not 0 <= rank < world_size:
             raise UserError(f"rank must be in [0, world_size={world_size}), got {rank}")
-        reserved = {"frames", "actions", "rewards", "episode", "start", *REQUIRED_KEYS} & set(keys)
+        reserved = {"frames", "actions", "rewards", "terminals", "episode", "start",
+                    *REQUIRED_KEYS} & set(keys)
         if reserved:
             raise UserError(f"keys={list(keys)}: {sorted(reserved)} are always returned or reserved")
         self.keys = tuple(keys)
@@ -284,11 +287,13 @@ class EpisodeWindows(IterableDataset):
             frames = read_window(zf, "image", start, stop)
             actions = action_indices(read_window(zf, "action", start, stop))
             rewards = read_window(zf, "reward", start, stop).astype(np.float32).reshape(-1)
+            terminals = (read_window(zf, "terminal", start, stop).reshape(-1) > 0
+                         if "terminal.npy" in zf.namelist() else np.zeros(self.seq_len, bool))
             extra = {k: read_window(zf, k, start, stop) for k in self.keys}
-        if actions.shape != (self.seq_len,) or rewards.shape != (self.seq_len,):
+        if (actions.shape, rewards.shape, terminals.shape) != ((self.seq_len,),) * 3:
             raise DataError(f"{path}: action/reward window has shape {actions.shape}/"
                             f"{rewards.shape}, expected ({self.seq_len},)")
-        out = {"frames": frames, "actions": actions, "rewards": rewards,
+        out = {"frames": frames, "actions": actions, "rewards": rewards, "terminals": terminals,
                "episode": np.int64(index), "start": np.int64(start)}
         for key, value in extra.items():
             out[key] = value.astype(np.float32) if value.dtype == np.float64 else value

@@ -4,7 +4,8 @@ episode file format.
 :func:`record_pixel_episode` resets the env with a seed and steps it under a policy, and returns
 the arrays of one episode file (docs/data-format.md): ``image (T+1, S, S, 3) uint8``, one-hot
 ``action (T+1, n)`` float32 with an all-zero first row, ``reward (T+1,)`` float32 with
-``reward[0] = 0``, ``agent_pos (T+1, 2)`` float64 when the env reports ``info["agent_pos"]`` at
+``reward[0] = 0``, ``terminal (T+1,)`` uint8 (1 on the frame a termination -- not a truncation --
+led to), ``agent_pos (T+1, 2)`` float64 when the env reports ``info["agent_pos"]`` at
 every reset and step (Crafter does), and the scalars ``seed``, ``num_actions`` and ``env_id``.
 An episode the env ends early (``terminated`` or ``truncated``) is shorter than ``steps + 1``.
 """
@@ -29,6 +30,7 @@ def record_pixel_episode(env: Any, policy: Policy | Sequence[int], steps: int, s
     n = int(env.action_space.n)
     frame, info = env.reset(seed=int(seed))
     frames, actions, rewards = [rgb_frame(frame, f"{env_id} observation").copy()], [], [0.0]
+    terminal = [0]
     positions = [info.get("agent_pos")]
     for i in range(int(steps)):
         action = int(policy(frames[-1])) if callable(policy) else int(policy[i])
@@ -38,11 +40,13 @@ def record_pixel_episode(env: Any, policy: Policy | Sequence[int], steps: int, s
         frames.append(rgb_frame(frame, f"{env_id} observation").copy())
         actions.append(action)
         rewards.append(float(reward))
+        terminal.append(int(bool(terminated)))
         positions.append(info.get("agent_pos"))
         if terminated or truncated:
             break
     episode = {"image": np.stack(frames), "action": one_hot_actions(np.array(actions), n),
-               "reward": np.array(rewards, dtype=np.float32)}
+               "reward": np.array(rewards, dtype=np.float32),
+               "terminal": np.array(terminal, dtype=np.uint8)}
     if all(p is not None for p in positions):
         episode["agent_pos"] = np.stack([np.asarray(p, dtype=np.float64) for p in positions])
     episode.update(seed=np.int64(seed), num_actions=np.int64(n), env_id=np.array(env_id))
