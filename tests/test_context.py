@@ -260,3 +260,14 @@ def test_sampler_clips_predicted_frames_to_the_codec_range():
     x, wild = torch.randn(2, 3, 4, 4), torch.full((2, 3, 4, 4), 3.0)
     assert float(clipped.step(x, wild, 500, 0).max()) == 1.0
     assert float(free.step(x, wild, 500, 0).max()) == 3.0
+
+
+def test_rho_spaces_ddim_levels_towards_clean_and_keeps_them_distinct():
+    diffusion = Diffusion(DiffusionConfig())
+    even = DDIMSampler(diffusion, SamplerConfig(steps=4)).levels.tolist()
+    low = DDIMSampler(diffusion, SamplerConfig(steps=4, rho=3.0)).levels.tolist()
+    assert even == [1000, 750, 500, 250, 0] and low == [1000, 422, 125, 16, 0]
+    dense = DDIMSampler(diffusion, SamplerConfig(steps=1000, rho=3.0)).levels.tolist()
+    assert dense == list(range(1000, -1, -1))
+    with pytest.raises(UserError, match="rho"):
+        SamplerConfig(rho=0).validate()

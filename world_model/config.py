@@ -136,13 +136,9 @@ class DiffusionConfig:
     v_loss_min_sigma: float = 0.05
     """Clamp of sigma in the v-space loss weight, so nearly clean levels do not dominate."""
     skip_sigma: float = 0.0
-    """x0-prediction only, 0 = off. The predicted x0 is ``w_x * x_t + w_out * output`` with
-    ``w_x = alpha d^2 / (sigma^2 + alpha^2 d^2)`` and ``w_out = sigma^2 / (sigma^2 + alpha^2 d^2)``,
-    ``d = skip_sigma``: the least-squares blend of the noisy input and the network's guess when
-    the guess is off by about ``d`` (EDM's skip connection, Karras et al. 2022, in VP terms).
-    Nearly clean inputs are passed through instead of squeezed through a token narrower than a
-    patch; with ``model.prev_frame='residual'`` the guess is the previous frame plus a correction,
-    and ``d`` is the typical frame-to-frame change (about 0.2 in Memory Maze pixels)."""
+    """x0-prediction only, 0 = off: the predicted x0 is ``w_x x_t + w_out output`` with
+    ``w_x = a d^2 / (s^2 + a^2 d^2)``, ``w_out = s^2 / (s^2 + a^2 d^2)``, ``d = skip_sigma`` (EDM's
+    skip connection in VP terms): nearly clean inputs pass through; docs/model.md."""
     level_sampling: Literal["uniform", "logit_normal"] = "uniform"
     """Training noise levels: uniform on ``1..K``, or ``ceil(K * sigmoid(N(level_mean,
     level_std)))`` (logit-normal; a positive mean focuses on mid and high noise)."""
@@ -385,6 +381,9 @@ class SamplerConfig:
     """DDIM steps per frame (paper: 50); at most the number of noise levels K."""
     eta: float = 0.0
     """DDIM stochasticity: 0 is deterministic DDIM, 1 the DDPM-like posterior variance."""
+    rho: float = 1.0
+    """DDIM levels ``K (1 - i / steps) ** rho`` (rounded, strictly decreasing): 1 = even spacing,
+    larger puts more steps at low noise."""
     clip: bool = True
     """Clip every predicted x0 to the codec's value range where it has one (pixels: [-1, 1]), as
     diffusers' ``clip_sample``; a sample never leaves the range of real frames."""
@@ -396,4 +395,6 @@ class SamplerConfig:
             raise UserError(f"sampler steps ({self.steps}) exceed the {num_levels} noise levels")
         if not 0.0 <= self.eta <= 1.0:
             raise UserError(f"sampler eta must be in [0, 1], got {self.eta}")
+        if not self.rho > 0:
+            raise UserError(f"sampler rho must be > 0, got {self.rho}")
         return self

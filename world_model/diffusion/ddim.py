@@ -52,8 +52,13 @@ class DDIMSampler:
         self.clip_range = value_range if config.clip else None
         self.prediction = diffusion.cfg.prediction
         K = diffusion.num_levels
-        # Evenly spaced, rounded; distinct because steps <= K.
-        self.levels = torch.linspace(K, 0, config.steps + 1, dtype=torch.float64).round().long()
+        # K (1 - i/steps)^rho, rounded, then made strictly decreasing (possible: steps <= K).
+        frac = torch.linspace(1, 0, config.steps + 1, dtype=torch.float64) ** config.rho
+        levels = (frac * K).round().long().tolist()
+        for i in range(len(levels) - 2, -1, -1):
+            levels[i] = max(levels[i], levels[i + 1] + 1)
+        levels[0] = K
+        self.levels = torch.tensor(levels, dtype=torch.long)
         self._coefficients: dict[int, tuple[Tensor, Tensor]] = {}
         for level in self.levels.tolist():
             self.coefficients(level)
