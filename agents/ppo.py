@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rad_env.worlds import DEFAULT_STEPS
 from world_model.errors import RadError
 
 logger = logging.getLogger(__name__)
@@ -37,8 +36,8 @@ class PPOConfig:
     """Worlds stepped together in one batched engine call."""
     total_timesteps: int = 100_000
     """Environment steps to train for (over all worlds)."""
-    sampling_steps: int = DEFAULT_STEPS
-    """DDIM steps per imagined frame."""
+    sampling_steps: int | None = None
+    """DDIM steps per imagined frame; None: the world's own (its sampler.json)."""
     episode_steps: int = 1000
     """Imagined episode length (the real Memory Maze 9x9: 1000)."""
     world_device: str = "cpu"
@@ -62,7 +61,7 @@ class PPOConfig:
         from world_model.errors import UserError
 
         if min(self.num_envs, self.total_timesteps, self.n_steps, self.batch_size,
-               self.sampling_steps, self.episode_steps, self.n_epochs) < 1:
+               self.sampling_steps or 1, self.episode_steps, self.n_epochs) < 1:
             raise UserError(f"PPOConfig: counts must be >= 1: {self}")
         if self.batch_size > self.n_steps * self.num_envs:
             raise UserError(f"batch_size={self.batch_size} exceeds the rollout buffer "
@@ -116,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m agents.ppo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     for f in dataclasses.fields(PPOConfig):
-        kind = type(f.default) if f.default is not None else str
+        kind = type(f.default) if f.default is not None else (int if "int" in str(f.type) else str)
         parser.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=f.default,
                             help=f"(default: {f.default})")
     return parser

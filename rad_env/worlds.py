@@ -23,7 +23,7 @@ import copy
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ from gymnasium.error import ResetNeeded
 
 from rad_env.contexts import stack_contexts
 from rad_env.reset_options import ContextChooser
-from world_model.checkpoint import load
+from world_model.checkpoint import load, load_sampler
 from world_model.config import SamplerConfig
 from world_model.devices import resolve_dtype
 from world_model.engine.checks import check_actions, check_frames
@@ -52,6 +52,18 @@ SHIPPED_WORLD = Path(__file__).resolve().parent / "weights" / "memory-maze-9x9"
 REWARD_MODES = ("round", "raw")
 #: Episode length of a world whose real env has no time limit.
 DEFAULT_MAX_STEPS = 1000
+
+
+def world_sampler(run_dir: Path, steps: int | None = None,
+                  eta: float | None = None) -> SamplerConfig:
+    """The sampler of a world: its ``sampler.json`` (or ``DEFAULT_STEPS`` deterministic DDIM)
+    with ``steps`` / ``eta`` overriding it where given."""
+    base = load_sampler(run_dir) or SamplerConfig(DEFAULT_STEPS, 0.0)
+    for name, value in (("steps", steps), ("eta", eta)):
+        if value is not None and not isinstance(value, (int, float, np.integer, np.floating)):
+            raise UserError(f"{name}={value!r}: expected a number")
+    return replace(base, steps=base.steps if steps is None else int(steps),
+                   eta=base.eta if eta is None else float(eta))
 
 
 def world_env_spec(env_id: str) -> RealEnvSpec:
@@ -145,8 +157,10 @@ class BatchedWorlds:
             ``2 * window``).
         device: ``"cpu"``, ``"cuda"``, ``"auto"``, ... (:func:`world_model.devices.resolve_device`).
         steps: DDIM steps per frame (kept as :attr:`sampling_steps`; the episode step counters
-            are :attr:`episode_step`).
-        eta: DDIM stochasticity (0: deterministic given the initial noise).
+            are :attr:`episode_step`). Default: the world's ``sampler.json`` (the steps it was
+            measured best with; the shipped world has one), else :data:`DEFAULT_STEPS`.
+        eta: DDIM stochasticity (0: deterministic given the initial noise). Default: the
+            world's ``sampler.json``, else 0.
         dtype: compute dtype of the network (``"float32"``, ``"bfloat16"``, ``"float16"``; run
             under autocast, state kept in float32). bfloat16 pays on GPUs, not on CPUs without it.
         reward_mode: ``"round"``: 1.0 where the predicted reward is >= 0.5, else 0.0 (Memory Maze
@@ -167,8 +181,8 @@ class BatchedWorlds:
     def __init__(self, num_envs: int = 1, checkpoint: str | os.PathLike | None = None, *,
                  contexts: str | os.PathLike | None = None, context: str = "bank",
                  data_dir: str | os.PathLike | None = None, context_len: int | None = None,
-                 device: str | torch.device | None = "cpu", steps: int = DEFAULT_STEPS,
-                 eta: float = 0.0, dtype: str | torch.dtype = "float32",
+                 device: str | torch.device | None = "cpu", steps: int | None = None,
+                 eta: float | None = None, dtype: str | torch.dtype = "float32",
                  reward_mode: str | None = None, max_steps: int | None = None,
                  real_env_kwargs: dict[str, Any] | None = None,
                  family: str | None = None) -> None:
@@ -189,9 +203,10 @@ class BatchedWorlds:
         self.num_envs = int(num_envs)
         self.reward_mode = reward_mode or self.real_env.reward_mode
         self.max_steps = int(max_steps or self.real_env.episode_steps or DEFAULT_MAX_STEPS)
-        sampler = SamplerConfig(int(steps), float(eta)).validate(self.world.diffusion.cfg.num_levels)
+        sampler = world_sampler(self.run_dir, steps, eta).validate(
+            self.world.diffusion.cfg.num_levels)
         self.engine = RolloutEngine(self.world, sampler, compute_dtype=resolve_dtype(dtype))
-        self.sampling_steps = int(steps)
+        self.sampling_steps = sampler.steps
         self.frame_size = self.world.config.latent.frame_size
         self.num_actions = self.world.config.model.num_actions
         self.observation_space = spaces.Box(0, 255, (self.frame_size, self.frame_size, 3), np.uint8)

@@ -316,6 +316,29 @@ def test_bad_keyword_arguments_are_named(tiny_world, kwargs, message):
         RADEnv(tiny_world, **kwargs)
 
 
+# -- the world's own sampler (sampler.json) ---------------------------------------------------------
+def test_the_worlds_sampler_file_sets_the_default_steps(tiny_world, tmp_path):
+    import shutil
+
+    from world_model.checkpoint import SAMPLER_FILE, load_sampler, save_sampler
+    from world_model.config import SamplerConfig
+
+    world = tmp_path / "world"
+    shutil.copytree(tiny_world, world)
+    assert load_sampler(world) is None
+    assert RADEnv(world).worlds.sampling_steps == 10  # no sampler.json: DEFAULT_STEPS
+    save_sampler(world, SamplerConfig(3, 0.0), {"note": "measured"})
+    assert load_sampler(world) == SamplerConfig(3, 0.0)
+    assert RADEnv(world).worlds.sampling_steps == 3
+    assert RADEnv(world, steps=2).worlds.sampling_steps == 2  # an explicit argument wins
+    (world / SAMPLER_FILE).write_text('{"sampler": {"steps": 3, "warp": 9}}')
+    with pytest.raises(CheckpointError, match="warp"):
+        RADEnv(world)
+    (world / SAMPLER_FILE).write_text("{not json")
+    with pytest.raises(CheckpointError, match="not a valid sampler file"):
+        RADEnv(world)
+
+
 # -- the shipped world ----------------------------------------------------------------------------
 @pytest.mark.skipif(not (SHIPPED_WORLD / "config.json").is_file(),
                     reason=f"no shipped world weights in {SHIPPED_WORLD} (they are added before "

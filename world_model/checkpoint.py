@@ -1,25 +1,30 @@
 """Checkpoints: a run directory holds ``config.json`` + ``model.safetensors`` (the EMA weights used
-for inference), ``vae/`` when latents come from a VAE, and ``train_state.pt`` for resuming
-(plain tensors and numbers only, loadable with ``torch.load(weights_only=True)``).
+for inference), ``vae/`` when latents come from a VAE, ``train_state.pt`` for resuming
+(plain tensors and numbers only, loadable with ``torch.load(weights_only=True)``) and, optionally,
+``sampler.json``: the sampler the world was measured best with (its DDIM steps, eta and rho, and
+the figures behind the choice), which the env uses unless told otherwise.
 
 Nothing here unpickles arbitrary objects.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
+from dataclasses import asdict, fields
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from world_model.config import RunConfig
+from world_model.config import RunConfig, SamplerConfig
 from world_model.devices import resolve_device
 from world_model.errors import CheckpointError, UserError
-from world_model.io import atomic_write
+from world_model.io import atomic_write, atomic_write_text
 from world_model.world import World, build_world
 
 logger = logging.getLogger(__name__)
@@ -28,6 +33,7 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 TRAIN_STATE_FILE = "train_state.pt"
 VAE_DIR = "vae"
+SAMPLER_FILE = "sampler.json"
 
 
 def save_weights(path: str | Path, state_dict: dict[str, torch.Tensor]) -> None:
@@ -100,3 +106,30 @@ def load(run_dir: str | Path, device: str | torch.device = "cpu") -> World:
     load_state_into(world.model, run_dir / WEIGHTS_FILE)
     world.model.eval().requires_grad_(False)
     return world.to(resolve_device(device))
+
+
+def save_sampler(run_dir: str | Path, sampler: SamplerConfig,
+                 measured: dict[str, Any] | None = None) -> Path:
+    """Write ``sampler.json``: ``sampler`` as the world's default, with the figures behind it."""
+    data = {"sampler": asdict(sampler), "measured": measured or {}}
+    return atomic_write_text(Path(run_dir) / SAMPLER_FILE, json.dumps(data, indent=2) + "\n")
+
+
+def load_sampler(run_dir: str | Path) -> SamplerConfig | None:
+    """The world's recommended sampler from ``sampler.json``; None when the file is absent.
+
+    Raises:
+        CheckpointError: an unreadable file or unknown fields (named).
+    """
+    path = Path(run_dir) / SAMPLER_FILE
+    if not path.is_file():
+        return None
+    try:
+        raw = json.loads(path.read_text())["sampler"]
+        known = {f.name for f in fields(SamplerConfig)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ValueError(f"unknown field(s) {unknown}; expected some of {sorted(known)}")
+        return SamplerConfig(**raw).validate()
+    except (OSError, ValueError, KeyError, TypeError, UserError) as exc:
+        raise CheckpointError(f"{path}: not a valid sampler file ({exc})") from exc

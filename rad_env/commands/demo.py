@@ -43,7 +43,6 @@ def main(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from rad_env.env import RADEnv
-    from rad_env.worlds import DEFAULT_STEPS
     from world_model.errors import UserError
     from world_model.evaluation.metrics import psnr
     from world_model.evaluation.videos import check_video_path, side_by_side, write_video
@@ -51,8 +50,7 @@ def main(args: argparse.Namespace) -> int:
     if args.frames < 1 or args.scale < 1 or args.fps < 1:
         raise UserError("--frames, --scale and --fps must be >= 1")
     check_video_path(args.out)
-    steps = DEFAULT_STEPS if args.steps is None else args.steps
-    env = RADEnv(args.checkpoint, contexts=args.contexts, steps=steps, device=args.device,
+    env = RADEnv(args.checkpoint, contexts=args.contexts, steps=args.steps, device=args.device,
                  dtype=args.dtype, max_steps=max(args.frames, 1000))
     bank = env.worlds.contexts.bank
     if bank is None:
@@ -89,7 +87,7 @@ def main(args: argparse.Namespace) -> int:
     path = write_video(args.out, video, args.fps)
 
     print(f"{len(imagined)} frames imagined from real clip {clip} ({len(context)} context "
-          f"frames, {steps} DDIM steps, {env.worlds.engine.device}): "
+          f"frames, {env.worlds.sampling_steps} DDIM steps, {env.worlds.engine.device}): "
           f"{len(imagined) / elapsed:.2f} frames/s; predicted reward {rewards:g}")
     if n:
         print(f"first {n} frames follow the recorded real actions: PSNR "

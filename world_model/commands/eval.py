@@ -54,6 +54,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clip", default="revisits", choices=("revisits", "start"),
                    help="predict: the clip of each episode with the most revisits (default) or "
                         "its first frames")
+    p.add_argument("--save-sampler", action="store_true",
+                   help="write sampler.json into the (one) checkpoint: these --steps/--eta become "
+                        "the world's default sampler (the env's), with the figures measured here")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -66,6 +69,8 @@ def main(args: argparse.Namespace) -> int:
     from world_model.evaluation.report import markdown_table
 
     device = str(resolve_device(args.device))
+    if args.save_sampler and len(args.checkpoint) != 1:
+        raise UserError("--save-sampler needs exactly one --checkpoint")
     if args.max_trajectories is not None and args.max_trajectories < 1:
         raise UserError(f"--max-trajectories must be >= 1, got {args.max_trajectories}")
     if args.horizon is not None and args.horizon < 1:
@@ -91,4 +96,14 @@ def main(args: argparse.Namespace) -> int:
             bar.close()
     print(markdown_table(report), end="")
     print(f"report: {args.out}/table.md, table.json, per_frame.json, curves.png, videos/")
+    if args.save_sampler:
+        from dataclasses import asdict
+
+        from world_model.checkpoint import save_sampler
+        from world_model.config import SamplerConfig
+
+        measured = {"data": str(args.data), "trajectories": report.trajectories,
+                    "rows": [asdict(r) for r in report.rows]}
+        path = save_sampler(args.checkpoint[0], SamplerConfig(args.steps, args.eta), measured)
+        print(f"sampler: {path} ({args.steps} DDIM steps, eta {args.eta})")
     return 0
