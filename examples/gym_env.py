@@ -21,7 +21,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", help="world run directory (default: the shipped world)")
-    parser.add_argument("--steps", type=int, default=10, help="DDIM steps per frame")
+    parser.add_argument("--steps", type=int, help="DDIM steps per frame (default: the world's own)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="gym_env_frames", help="output directory")
     args = parser.parse_args()

@@ -172,6 +172,9 @@ class BatchedWorlds:
             arguments, e.g. ``camera_resolution``).
         family: the kind of world this face serves (``"memory-maze"``: ``RAD-MemoryMaze-v0``);
             a checkpoint of another env is refused. None: any (``RAD-v0``).
+        compile: ``torch.compile`` the engine's frame pass (``RolloutEngine``; falls back to
+            eager where compilation is unavailable). The first steps of each batch size and
+            context length compile; measured cost and gain in docs/env.md.
 
     Raises:
         CheckpointError: a missing or corrupt checkpoint, or no context bank where one is needed.
@@ -185,7 +188,7 @@ class BatchedWorlds:
                  eta: float | None = None, dtype: str | torch.dtype = "float32",
                  reward_mode: str | None = None, max_steps: int | None = None,
                  real_env_kwargs: dict[str, Any] | None = None,
-                 family: str | None = None) -> None:
+                 family: str | None = None, compile: bool = False) -> None:
         if int(num_envs) < 1:
             raise UserError(f"num_envs must be >= 1, got {num_envs}")
         if reward_mode not in (None, *REWARD_MODES):
@@ -205,7 +208,8 @@ class BatchedWorlds:
         self.max_steps = int(max_steps or self.real_env.episode_steps or DEFAULT_MAX_STEPS)
         sampler = world_sampler(self.run_dir, steps, eta).validate(
             self.world.diffusion.cfg.num_levels)
-        self.engine = RolloutEngine(self.world, sampler, compute_dtype=resolve_dtype(dtype))
+        self.engine = RolloutEngine(self.world, sampler, compute_dtype=resolve_dtype(dtype),
+                                    compile=compile)
         self.sampling_steps = sampler.steps
         self.frame_size = self.world.config.latent.frame_size
         self.num_actions = self.world.config.model.num_actions

@@ -266,3 +266,28 @@ def test_bfloat16_autocast_keeps_the_state_in_float32_and_frames_close(mode):
     assert all(t.dtype == torch.float32 for t in tensors)
     assert not torch.equal(outs[0], outs[1])  # autocast did run in bfloat16
     assert (outs[0] - outs[1]).abs().mean() < 2.0  # uint8 levels
+
+
+def test_compiled_frame_pass_equals_eager_or_falls_back():
+    eager = make_engine("lstm", "frame", steps=2)
+    compiled = RolloutEngine(eager.world, SamplerConfig(steps=2), compile=True)
+    frames, actions = frames_and_actions(length=2)  # two context lengths: two graphs
+    outs = [rollout(engine, engine.start(frames, actions, seeds=0), actions).float()
+            for engine in (eager, compiled)]
+    # compiled (or, where this machine cannot compile, fallen back to eager): the same frames
+    assert (outs[0] - outs[1]).abs().max() <= 1.0  # uint8 levels: float reassociation only
+
+
+def test_a_failing_compile_falls_back_to_eager(caplog):
+    eager = make_engine("lstm", "frame", steps=2)
+    broken = RolloutEngine(eager.world, SamplerConfig(steps=2), compile=True)
+
+    def no_compiler(*args):
+        raise RuntimeError("no C++ compiler found")
+
+    broken._frame_pass = no_compiler
+    frames, actions = frames_and_actions(length=4)
+    with caplog.at_level("WARNING"):
+        out = rollout(broken, broken.start(frames, actions, seeds=0), actions)
+    assert "no C++ compiler found" in caplog.text and not broken.compiled
+    assert torch.equal(out, rollout(eager, eager.start(frames, actions, seeds=0), actions))

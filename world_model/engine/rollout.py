@@ -79,10 +79,14 @@ class RolloutEngine:
         compute_dtype: run the network under ``torch.autocast`` in this dtype (e.g.
             ``torch.bfloat16`` on a GPU); None or the weights' dtype: no autocast. The state
             (cache, memory) stays in the weights' dtype, so states are interchangeable.
+        compile: run the per-frame pass (``RADModel.forward_frame``, every denoising step and
+            the clean pass) through ``torch.compile`` (static shapes: one graph per batch size
+            and context length, compiled on first use). Where compilation fails (no C++
+            compiler, an unsupported backend) the engine logs why and runs eagerly.
     """
 
     def __init__(self, world: World, sampler: SamplerConfig | None = None,
-                 compute_dtype: torch.dtype | None = None) -> None:
+                 compute_dtype: torch.dtype | None = None, compile: bool = False) -> None:
         self.world = world
         self.model = world.model
         self.codec = world.codec
@@ -94,6 +98,21 @@ class RolloutEngine:
         self.slots = max(self.window - 1, 0)
         self.frame_size = world.config.latent.frame_size
         self.context_level = world.config.diffusion.engine_context_level
+        self.compiled = bool(compile)
+        self._frame_pass = (torch.compile(self.model.forward_frame, dynamic=False)
+                            if compile else self.model.forward_frame)
+
+    def _forward_frame(self, *args):
+        """``RADModel.forward_frame``, compiled when asked and possible (else eager)."""
+        if not self.compiled:
+            return self.model.forward_frame(*args)
+        try:
+            return self._frame_pass(*args)
+        except Exception as exc:  # compilation unavailable here: say why once, then run eagerly
+            logger.warning("torch.compile of the frame pass failed (%s: %s); running eagerly",
+                           type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+            self.compiled = False
+            return self.model.forward_frame(*args)
 
     @property
     def device(self) -> torch.device:
@@ -231,7 +250,7 @@ class RolloutEngine:
         B = state.batch_size
         levels = torch.as_tensor(level, device=self.device).long().expand(B)
         with self._autocast():
-            out, _ = self.model.forward_frame(x.to(self.dtype), levels, actions, past,
+            out, _ = self._forward_frame(x.to(self.dtype), levels, actions, past,
                                               state.memory if self.model.has_memory else None,
                                               key_mask, self.previous(state))
         return out
@@ -288,7 +307,7 @@ class RolloutEngine:
             noise = randn_rows(state.generators, self.latent_shape, self.device)
             seen = self.world.diffusion.add_noise(latent[:, None], levels[:, None], noise[:, None])[:, 0]
         with self._autocast():
-            out, kv = self.model.forward_frame(seen.to(self.dtype), levels, actions, past,
+            out, kv = self._forward_frame(seen.to(self.dtype), levels, actions, past,
                                                state.memory if self.model.has_memory else None,
                                                key_mask, self.previous(state))
         if state.prev is not None:
