@@ -5,8 +5,15 @@ The policy sees what it would see in the real Memory Maze (``(64, 64, 3) uint8``
 (:mod:`agents.evaluate`). All ``num_envs`` worlds advance in one batched engine call per step
 (:class:`rad_env.vector.RADVecEnv`); every episode starts from real frames.
 
+``--algo recurrent-ppo`` trains sb3-contrib's ``RecurrentPPO("CnnLstmPolicy")`` instead (a policy
+with memory, which Memory Maze rewards). ``--env real`` trains the same algorithm with the same
+hyperparameters on the REAL Memory Maze 9x9 (``num_envs`` simulators in a ``DummyVecEnv``, the
+vectorised contact check installed, episodes of ``episode_steps``): the baseline that imagination
+is compared against (:mod:`agents.compare`).
+
     python -m agents.ppo --checkpoint runs/rad --num-envs 8 --total-timesteps 100000 --out runs/ppo
     python -m agents.evaluate --model runs/ppo/model.zip --episodes 3
+    python -m agents.ppo --algo recurrent-ppo --env real --total-timesteps 100000 --out runs/rppo-real
 """
 
 from __future__ import annotations
@@ -15,21 +22,41 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from world_model.errors import RadError
 
 logger = logging.getLogger(__name__)
+
+#: ``--algo`` values and the stable-baselines3 policy each trains.
+ALGOS = {"ppo": "CnnPolicy", "recurrent-ppo": "CnnLstmPolicy"}
+#: ``--env`` values: the learned world, or the real Memory Maze it imitates.
+ENVS = ("imagination", "real")
+#: The real maze of ``--env real`` (the one the shipped world imitates).
+REAL_SIZE = "9x9"
+MODEL_FILE = "model.zip"
+CONFIG_FILE = "ppo_config.json"
+#: Steps, wall time and steps/s of the training run (written before the config, which marks a
+#: finished run).
+STATS_FILE = "train_stats.json"
 
 
 @dataclass(frozen=True)
 class PPOConfig:
     """PPO in imagination. Every field is a command-line option of ``python -m agents.ppo``."""
 
+    algo: str = "ppo"
+    """ppo (PPO, CnnPolicy) or recurrent-ppo (sb3-contrib RecurrentPPO, CnnLstmPolicy)."""
+    env: str = "imagination"
+    """imagination (the learned world, RADVecEnv) or real (the real Memory Maze 9x9)."""
     checkpoint: str | None = None
     """World run directory (config.json + model.safetensors + contexts.npz); None: shipped world."""
     num_envs: int = 8
@@ -39,9 +66,9 @@ class PPOConfig:
     sampling_steps: int | None = None
     """DDIM steps per imagined frame; None: the world's own (its sampler.json)."""
     episode_steps: int = 1000
-    """Imagined episode length (the real Memory Maze 9x9: 1000)."""
+    """Episode length, imagined or real (the real Memory Maze 9x9: 1000)."""
     world_device: str = "cpu"
-    """Device of the world model (cpu, cuda, auto)."""
+    """Device of the world model (cpu, cuda, auto); unused with --env real."""
     policy_device: str = "auto"
     """Device of the PPO networks."""
     n_steps: int = 128
@@ -53,13 +80,17 @@ class PPOConfig:
     gamma: float = 0.99
     ent_coef: float = 0.01
     seed: int = 0
-    """Seeds the worlds (row i: seed + i) and PPO."""
+    """Seeds the envs (row i: seed + i) and PPO."""
     out: str = "runs/ppo-imagination"
-    """Directory for model.zip and ppo_config.json."""
+    """Directory for model.zip, ppo_config.json and train_stats.json."""
 
     def validate(self) -> PPOConfig:
         from world_model.errors import UserError
 
+        if self.algo not in ALGOS:
+            raise UserError(f"PPOConfig: algo={self.algo!r}: expected one of {list(ALGOS)}")
+        if self.env not in ENVS:
+            raise UserError(f"PPOConfig: env={self.env!r}: expected one of {list(ENVS)}")
         if min(self.num_envs, self.total_timesteps, self.n_steps, self.batch_size,
                self.sampling_steps or 1, self.episode_steps, self.n_epochs) < 1:
             raise UserError(f"PPOConfig: counts must be >= 1: {self}")
@@ -81,43 +112,164 @@ def make_imagined_vec_env(cfg: PPOConfig) -> Any:
     return VecMonitor(env)
 
 
+def make_real_vec_env(cfg: PPOConfig) -> Any:
+    """``VecMonitor(DummyVecEnv)`` of ``num_envs`` real Memory Maze 9x9 simulators, episodes of
+    ``episode_steps``, with the vectorised target-contact check (same frames and rewards, ~3x
+    faster; :mod:`world_model.sim.fast_maze`). Row ``i`` is seeded with ``seed + i`` on the first
+    reset (by the algorithm's ``seed``), later mazes follow from it."""
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
+
+    from world_model.sim.fast_maze import patch_target_contacts
+    from world_model.sim.maze_env import MemoryMazeEnv
+
+    patch_target_contacts()
+    env = DummyVecEnv([lambda: MemoryMazeEnv(REAL_SIZE, max_steps=cfg.episode_steps)
+                       for _ in range(cfg.num_envs)])
+    env.seed(cfg.seed)
+    return VecMonitor(env)
+
+
+def make_vec_env(cfg: PPOConfig) -> Any:
+    """The training env of ``cfg.env``: the learned world or the real maze."""
+    return make_imagined_vec_env(cfg) if cfg.env == "imagination" else make_real_vec_env(cfg)
+
+
+def algo_class(algo: str) -> Any:
+    """The stable-baselines3 class of ``algo`` (``PPO`` or sb3-contrib's ``RecurrentPPO``)."""
+    from world_model.errors import UserError
+
+    if algo == "ppo":
+        from stable_baselines3 import PPO
+
+        return PPO
+    if algo == "recurrent-ppo":
+        try:
+            from sb3_contrib import RecurrentPPO
+        except ImportError as exc:
+            raise UserError("algo='recurrent-ppo' needs sb3-contrib: pip install sb3-contrib") from exc
+        return RecurrentPPO
+    raise UserError(f"algo={algo!r}: expected one of {list(ALGOS)}")
+
+
+def load_model(path: str | os.PathLike, algo: str = "ppo", device: str = "cpu") -> Any:
+    """A saved ``model.zip`` of ``algo``."""
+    return algo_class(algo).load(str(path), device=device)
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def finished_run(cfg: PPOConfig) -> bool:
+    """Whether ``cfg.out`` holds a finished run of exactly ``cfg`` (model.zip and an equal
+    ppo_config.json, which is written last)."""
+    out = Path(cfg.out)
+    try:
+        saved = json.loads((out / CONFIG_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    return (out / MODEL_FILE).is_file() and saved == dataclasses.asdict(cfg)
+
+
+def read_train_stats(out: str | os.PathLike) -> dict[str, Any]:
+    """``train_stats.json`` of a run directory ({} if there is none)."""
+    try:
+        return json.loads((Path(out) / STATS_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 def train_ppo(cfg: PPOConfig, callback: Any = None) -> Any:
-    """Train ``PPO("CnnPolicy")`` in imagination; saves ``out/model.zip`` and the config.
+    """Train ``cfg.algo`` on ``cfg.env``; saves ``out/model.zip``, ``out/train_stats.json`` and
+    (last, as the mark of a finished run) ``out/ppo_config.json``, each written to a temporary
+    file and renamed.
 
     Returns:
-        The trained ``stable_baselines3.PPO``.
+        The trained ``stable_baselines3.PPO`` or ``sb3_contrib.RecurrentPPO``.
     """
-    from stable_baselines3 import PPO
-
     cfg.validate()
-    env = make_imagined_vec_env(cfg)
-    model = PPO("CnnPolicy", env, n_steps=cfg.n_steps, batch_size=cfg.batch_size,
-                n_epochs=cfg.n_epochs, learning_rate=cfg.learning_rate, gamma=cfg.gamma,
-                ent_coef=cfg.ent_coef, seed=cfg.seed, device=cfg.policy_device, verbose=0)
-    start = time.perf_counter()
-    model.learn(total_timesteps=cfg.total_timesteps, callback=callback)
-    elapsed = time.perf_counter() - start
+    cls = algo_class(cfg.algo)
+    env = make_vec_env(cfg)
+    try:
+        model = cls(ALGOS[cfg.algo], env, n_steps=cfg.n_steps, batch_size=cfg.batch_size,
+                    n_epochs=cfg.n_epochs, learning_rate=cfg.learning_rate, gamma=cfg.gamma,
+                    ent_coef=cfg.ent_coef, seed=cfg.seed, device=cfg.policy_device, verbose=0)
+        start = time.perf_counter()
+        model.learn(total_timesteps=cfg.total_timesteps, callback=callback)
+        elapsed = time.perf_counter() - start
+    finally:
+        env.close()
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    model.save(out / "model.zip")
-    (out / "ppo_config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
+    (out / CONFIG_FILE).unlink(missing_ok=True)  # not finished until the new model is in place
+    tmp = out / "model.tmp.zip"
+    model.save(tmp)
+    os.replace(tmp, out / MODEL_FILE)
     episodes = list(model.ep_info_buffer)
-    logger.info("PPO: %d steps in %.1f s (%.1f steps/s), %d finished episodes, mean return %s; "
-                "saved %s", model.num_timesteps, elapsed, model.num_timesteps / elapsed,
-                len(episodes),
-                f"{sum(e['r'] for e in episodes) / len(episodes):.2f}" if episodes else "n/a",
-                out / "model.zip")
-    env.close()
+    mean_return = float(sum(e["r"] for e in episodes) / len(episodes)) if episodes else None
+    stats = {"algo": cfg.algo, "env": cfg.env, "steps": int(model.num_timesteps),
+             "wall_s": elapsed, "steps_per_s": float(model.num_timesteps / max(elapsed, 1e-9)),
+             "episodes": len(episodes), "train_mean_return": mean_return}
+    _atomic_write_text(out / STATS_FILE, json.dumps(stats, indent=2) + "\n")
+    _atomic_write_text(out / CONFIG_FILE, json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
+    logger.info("%s on %s: %d steps in %.1f s (%.1f steps/s), %d finished episodes, mean return "
+                "%s; saved %s", cfg.algo, cfg.env, model.num_timesteps, elapsed,
+                stats["steps_per_s"], len(episodes),
+                "n/a" if mean_return is None else f"{mean_return:.2f}", out / MODEL_FILE)
     return model
+
+
+class ModelPolicy:
+    """A trained model as an :data:`agents.evaluate.Policy` (observation -> action), carrying a
+    recurrent policy's LSTM state from step to step. Call :meth:`reset` at every episode start
+    (:func:`notify_resets` does it for you)."""
+
+    def __init__(self, model: Any, deterministic: bool = True) -> None:
+        self.model = model
+        self.deterministic = deterministic
+        self.recurrent = hasattr(model.policy, "lstm_actor")
+        self.state: tuple[np.ndarray, ...] | None = None
+        self.episode_start = np.ones((1,), dtype=bool)
+
+    def reset(self) -> None:
+        self.state = None
+        self.episode_start = np.ones((1,), dtype=bool)
+
+    def __call__(self, obs: np.ndarray) -> int:
+        if not self.recurrent:
+            action, _ = self.model.predict(obs, deterministic=self.deterministic)
+        else:
+            action, self.state = self.model.predict(obs, state=self.state,
+                                                    episode_start=self.episode_start,
+                                                    deterministic=self.deterministic)
+            self.episode_start = np.zeros((1,), dtype=bool)
+        return int(np.asarray(action).reshape(()))
+
+
+def notify_resets(env: Any, on_reset: Callable[[], None]) -> Any:
+    """``env`` wrapped so that every ``reset`` first calls ``on_reset`` (a recurrent policy's
+    :meth:`ModelPolicy.reset`), for :func:`agents.evaluate.evaluate`, which knows nothing of
+    policy state."""
+    import gymnasium
+
+    class _NotifyResets(gymnasium.Wrapper):
+        def reset(self, **kwargs: Any) -> Any:
+            on_reset()
+            return self.env.reset(**kwargs)
+
+    return _NotifyResets(env)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m agents.ppo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    choices = {"algo": list(ALGOS), "env": list(ENVS)}
     for f in dataclasses.fields(PPOConfig):
         kind = type(f.default) if f.default is not None else (int if "int" in str(f.type) else str)
         parser.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=f.default,
-                            help=f"(default: {f.default})")
+                            choices=choices.get(f.name), help=f"(default: {f.default})")
     return parser
 
 
@@ -130,7 +282,9 @@ def main(argv: list[str] | None = None) -> int:
     except RadError as exc:  # errors meant for the user: no traceback
         print(f"agents.ppo: error: {exc}", file=sys.stderr)
         return 2
-    print(f"trained {model.num_timesteps} steps in imagination; model: {Path(cfg.out) / 'model.zip'}")
+    where = "in imagination" if cfg.env == "imagination" else f"in the real Memory Maze {REAL_SIZE}"
+    print(f"trained {cfg.algo} for {model.num_timesteps} steps {where}; "
+          f"model: {Path(cfg.out) / MODEL_FILE}")
     return 0
 
 

@@ -1,0 +1,175 @@
+"""RL in imagination, scored in reality: RecurrentPPO, training on the real maze, agents.compare."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import gymnasium
+import numpy as np
+import pytest
+
+from agents.compare import CompareConfig, main, run_compare
+from agents.ppo import (
+    ModelPolicy,
+    PPOConfig,
+    finished_run,
+    load_model,
+    notify_resets,
+    read_train_stats,
+    train_ppo,
+)
+from world_model.errors import UserError
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def _tiny(**kwargs) -> PPOConfig:
+    base = {"num_envs": 2, "total_timesteps": 32, "n_steps": 16, "batch_size": 32, "n_epochs": 1,
+            "sampling_steps": 1, "episode_steps": 16, "policy_device": "cpu"}
+    return PPOConfig(**{**base, **kwargs})
+
+
+class _Corridor(gymnasium.Env):
+    """Episodes of 3 steps of the real maze's spaces."""
+
+    observation_space = gymnasium.spaces.Box(0, 255, (64, 64, 3), np.uint8)
+    action_space = gymnasium.spaces.Discrete(6)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self.observation_space.sample(), {}
+
+    def step(self, action):
+        assert self.action_space.contains(action)
+        self.t += 1
+        return self.observation_space.sample(), 1.0, False, self.t == 3, {}
+
+
+def test_recurrent_ppo_learns_in_imagination_and_acts_with_its_lstm_state(tiny_world, tmp_path):
+    from sb3_contrib import RecurrentPPO
+
+    from agents.evaluate import evaluate
+
+    cfg = _tiny(algo="recurrent-ppo", checkpoint=str(tiny_world), total_timesteps=64,
+                out=str(tmp_path / "run"))
+    model = train_ppo(cfg)
+    assert isinstance(model, RecurrentPPO) and model.num_timesteps == 64
+    # 2 worlds x 32 steps in episodes of 16 (the tiny world never terminates): 4 episodes
+    assert [e["l"] for e in model.ep_info_buffer] == [16] * 4
+    assert finished_run(cfg) and not finished_run(dataclasses.replace(cfg, seed=1))
+    stats = read_train_stats(cfg.out)
+    assert stats["steps"] == 64 and stats["env"] == "imagination" and stats["steps_per_s"] > 0
+    assert not (tmp_path / "run" / "model.tmp.zip").exists()
+
+    loaded = load_model(tmp_path / "run" / "model.zip", "recurrent-ppo")
+    obs = np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    action, state = loaded.predict(obs, state=None, episode_start=np.ones(2, bool))
+    assert action.shape == (2,) and ((0 <= action) & (action < 6)).all()
+    h, c = state
+    assert h.shape == c.shape and h.shape[1] == 2 and np.abs(h).sum() > 0
+    _, state2 = loaded.predict(obs, state=state, episode_start=np.zeros(2, bool))
+    _, fresh = loaded.predict(obs, state=None, episode_start=np.ones(2, bool))
+    assert not np.allclose(state2[0], state[0])  # the state carries history ...
+    np.testing.assert_allclose(fresh[0], state[0], rtol=1e-5)  # ... and a reset forgets it
+
+    policy = ModelPolicy(loaded)
+    assert policy.recurrent
+    resets = []
+    original_reset = policy.reset
+    policy.reset = lambda: (resets.append(policy.state is not None), original_reset())
+    result = evaluate(policy, notify_resets(_Corridor(), policy.reset), episodes=2)
+    assert result.lengths == [3, 3] and result.returns == [3.0, 3.0]
+    assert resets == [False, True]  # reset before each episode, the second one with a state to drop
+    assert policy.state is not None
+
+
+def test_ppo_trains_on_the_real_maze(tmp_path):
+    pytest.importorskip("memory_maze")
+    from stable_baselines3 import PPO
+
+    from world_model.sim.fast_maze import is_patched
+
+    # checkpoint=None: imagination would need the shipped world; the real env needs none
+    cfg = _tiny(env="real", num_envs=1, n_steps=32, out=str(tmp_path / "real"))
+    model = train_ppo(cfg)
+    assert type(model) is PPO and model.num_timesteps == 32
+    assert [e["l"] for e in model.ep_info_buffer] == [16, 16]  # episodes of episode_steps
+    assert is_patched()  # the vectorised contact check
+    assert read_train_stats(cfg.out)["env"] == "real" and finished_run(cfg)
+
+
+def test_compare_writes_the_table_and_a_rerun_skips_finished_cells(tiny_world, tmp_path,
+                                                                   monkeypatch):
+    pytest.importorskip("memory_maze")
+    import agents.compare
+    import agents.ppo
+
+    cfg = CompareConfig(checkpoint=str(tiny_world), algos=("ppo",), seeds=(0,), timesteps=32,
+                        episodes=1, max_steps=20, num_envs=1, n_steps=32, batch_size=32,
+                        n_epochs=1, sampling_steps=1, episode_steps=16, policy_device="cpu",
+                        out=str(tmp_path))
+    table = run_compare(cfg, command="python -m agents.compare --tiny", progress=False)
+    keys = ["random/seed0", "ppo/imagination/seed0", "ppo/real/seed0"]
+    assert sorted(table["cells"]) == sorted(keys)
+    for key in keys:
+        cell = table["cells"][key]
+        assert cell["lengths"] == [20] and np.isfinite(cell["returns"]).all()
+        assert cell["wall_s"] >= cell["eval_wall_s"] > 0
+    for key in keys[1:]:
+        assert table["cells"][key]["train_steps"] == 32
+        assert table["cells"][key]["train_steps_per_s"] > 0
+    assert [(r["policy"], r["trained_in"]) for r in table["rows"]] == [
+        ("random", None), ("ppo", "imagination"), ("ppo", "real")]
+    saved = json.loads((tmp_path / "table.json").read_text())
+    assert saved["cells"] == json.loads(json.dumps(table["cells"]))
+    md = (tmp_path / "table.md").read_text()
+    assert "python -m agents.compare --tiny" in md
+    for row in ("| random | - | 1 |", "| ppo | imagination | 1 |", "| ppo | real | 1 |"):
+        assert row in md
+    for row in table["rows"]:
+        assert row["std"] == 0.0 and row["mean"] == row["seed_means"][0]  # one seed
+        assert f"| {row['mean']:.2f} ± 0.00 | {row['mean']:.2f} |" in md
+
+    def boom(*args, **kwargs):
+        raise AssertionError("a finished cell was run again")
+
+    # a re-run skips every scored cell ...
+    monkeypatch.setattr(agents.ppo, "train_ppo", boom)
+    monkeypatch.setattr(agents.compare, "score", boom)
+    assert run_compare(cfg, progress=False)["cells"] == table["cells"]
+    # ... and a cell cut off after training is scored from its saved model, not trained again
+    monkeypatch.undo()
+    monkeypatch.setattr(agents.ppo, "train_ppo", boom)
+    del saved["cells"]["ppo/real/seed0"]
+    (tmp_path / "table.json").write_text(json.dumps(saved))
+    again = run_compare(cfg, progress=False)["cells"]["ppo/real/seed0"]
+    assert again["returns"] == table["cells"]["ppo/real/seed0"]["returns"]  # same model, same maze
+    assert again["train_steps"] == 32
+    # other settings in the same --out are refused, by name
+    with pytest.raises(UserError, match="timesteps"):
+        run_compare(dataclasses.replace(cfg, timesteps=64), progress=False)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: PPOConfig(algo="a2c"), "algo='a2c'"),
+    (lambda: PPOConfig(env="sim"), "env='sim'"),
+    (lambda: CompareConfig(timesteps=0), "--timesteps must be >= 1"),
+    (lambda: CompareConfig(episodes=0), "--episodes must be >= 1"),
+    (lambda: CompareConfig(algos=("dqn",)), "--algos dqn"),
+    (lambda: CompareConfig(envs=("real", "real")), "--envs real real"),
+    (lambda: CompareConfig(seeds=()), "--seeds"),
+    (lambda: CompareConfig(batch_size=4096), "batch_size=4096"),
+])
+def test_bad_options_are_named(make, message):
+    with pytest.raises(UserError, match=message.replace("(", r"\(")):
+        make().validate()
+
+
+def test_compare_cli_reports_bad_options(tmp_path, capsys):
+    assert main(["--timesteps", "0", "--out", str(tmp_path)]) == 2
+    assert "--timesteps must be >= 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--algos", "dqn"])
+    assert not (tmp_path / "table.json").exists()
