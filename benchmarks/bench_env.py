@@ -169,7 +169,7 @@ def main() -> None:
                     r.update(dtype=dtype, compiled=compiled,
                              ratio_to_patched=r["frames_per_s"] / real["fast_contacts"])
                     rows.append(r)
-                    print(f"{dtype:>8} {str(compiled):>8} {r['threads']:>7} {batch:>5} "
+                    print(f"{dtype:>8} {compiled!s:>8} {r['threads']:>7} {batch:>5} "
                           f"{r['frames_per_s']:>9.2f} {r['s_per_batched_step']:>8.3f} "
                           f"{r['ratio_to_patched']:>9.2f}x "
                           f"{r['state_bytes_per_env'] / 2**20:>8.2f}MiB "

@@ -108,7 +108,7 @@ class RolloutEngine:
             return self.model.forward_frame(*args)
         try:
             return self._frame_pass(*args)
-        except Exception as exc:  # compilation unavailable here: say why once, then run eagerly
+        except Exception as exc:  # noqa: BLE001 (any compiler failure): say why once, run eagerly
             logger.warning("torch.compile of the frame pass failed (%s: %s); running eagerly",
                            type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
             self.compiled = False
