@@ -352,6 +352,22 @@ def test_the_shipped_world_loads_and_steps():
     assert obs.shape == (64, 64, 3) and obs.dtype == np.uint8 and info["imagined"]
 
 
+@pytest.mark.skipif(not (SHIPPED_WORLD / "config.json").is_file(), reason="no shipped world")
+def test_the_shipped_world_imagines_300_frames_without_collapse():
+    env = gymnasium.make("rad_env:RAD-MemoryMaze-v0")  # the world's own default sampler
+    env.reset(seed=0)
+    real = env.unwrapped.worlds.contexts.bank.frames.reshape(-1, 64, 64, 3).astype(np.float64)
+    real_mean, real_std = real.mean(axis=(1, 2, 3)), real.std(axis=(1, 2, 3))
+    rng = np.random.default_rng(0)
+    frames = np.stack([env.step(int(rng.integers(6)))[0] for _ in range(300)]).astype(np.float64)
+    env.close()
+    assert np.isfinite(frames).all()
+    mean, std = frames.mean(axis=(1, 2, 3)), frames.std(axis=(1, 2, 3))
+    # every imagined frame's brightness and contrast lie within those of the real frames
+    assert real_mean.min() * 0.9 <= mean.min() and mean.max() <= real_mean.max() * 1.1
+    assert real_std.min() * 0.5 <= std.min() and std.max() <= real_std.max() * 1.1
+
+
 def test_without_shipped_weights_the_default_env_says_so(monkeypatch, tmp_path):
     import rad_env.worlds
 
