@@ -33,6 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eta", type=float, default=0.0, help="DDIM eta (default: 0)")
     p.add_argument("--batch", type=int, default=16, help="trajectories per batch (default: 16)")
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, ...")
+    p.add_argument("--dtype", default="float32",
+                   help="compute dtype of the network: float32 (default), bfloat16, float16")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
     p.add_argument("--max-trajectories", type=int, help="use only the first N trajectories")
     p.add_argument("--horizon", type=int,
@@ -80,7 +82,8 @@ def main(args: argparse.Namespace) -> int:
                             horizon=args.horizon, lpips_weights=args.lpips_weights,
                             videos=args.videos, save_frames=args.save_frames,
                             protocol=args.protocol, context_frames=args.context_frames,
-                            predict_frames=args.predict_frames, clip=args.clip)
+                            predict_frames=args.predict_frames, clip=args.clip,
+                            dtype=args.dtype)
     bars: list[tqdm] = []  # made on the first generated frames, once the total is known
 
     def progress(n: int, total: int) -> None:

@@ -35,6 +35,7 @@ import torch
 from world_model.config import SamplerConfig
 from world_model.data.checks import DEFAULT_FRAME_SIZE, index_episodes, warn_episode
 from world_model.data.format import action_indices, list_episodes, read_episode
+from world_model.devices import resolve_dtype
 from world_model.engine.rollout import RolloutEngine
 from world_model.errors import DataError, UserError
 from world_model.evaluation import metrics
@@ -255,6 +256,8 @@ class EvalSettings:
     """``"predict"``: generated frames P of each clip."""
     clip: str = "revisits"
     """``"predict"``: which clip of each episode (:data:`.clips.CLIP_CHOICES`)."""
+    dtype: str = "float32"
+    """Compute dtype of the engine's network (``"bfloat16"``: autocast, state in float32)."""
 
 
 def evaluate(checkpoints: Sequence[str | os.PathLike], data: str | os.PathLike,
@@ -273,6 +276,7 @@ def evaluate(checkpoints: Sequence[str | os.PathLike], data: str | os.PathLike,
     if settings.batch < 1:
         raise UserError(f"--batch must be >= 1, got {settings.batch}")
     SamplerConfig(settings.steps, settings.eta).validate()
+    resolve_dtype(settings.dtype)  # a bad dtype is named before any world loads
     worlds = [(Path(c), load(c, "cpu")) for c in checkpoints]  # configs first: fail early
     sizes = {path: world.config.latent.frame_size for path, world in worlds}
     if len(set(sizes.values())) > 1:
@@ -308,7 +312,8 @@ def evaluate(checkpoints: Sequence[str | os.PathLike], data: str | os.PathLike,
     per_frame[BASELINE] = base_scores
     for name, (path, world) in zip(names, worlds):
         world.to(settings.device)
-        engine = RolloutEngine(world, SamplerConfig(settings.steps, settings.eta))
+        engine = RolloutEngine(world, SamplerConfig(settings.steps, settings.eta),
+                               compute_dtype=resolve_dtype(settings.dtype))
         generated: list[np.ndarray | None] = [None] * len(trajs)
         for start in range(0, len(order), settings.batch):
             idx = order[start:start + settings.batch]
