@@ -192,11 +192,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.frames < 1 or args.envs < 1 or args.every < 1:
         parser.error("--frames, --envs and --every must be >= 1")
 
-    from rad_env.worlds import DEFAULT_STEPS
+    from rad_env.worlds import SHIPPED_WORLD, world_sampler
     from world_model.errors import RadError
 
-    args.steps = args.steps or DEFAULT_STEPS
     try:
+        args.steps = world_sampler(args.checkpoint or SHIPPED_WORLD, args.steps).steps
         summary = soak(args)
     except RadError as exc:
         hint = "" if args.checkpoint else " (pass --checkpoint RUN to soak a world you trained)"
