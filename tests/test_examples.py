@@ -72,7 +72,7 @@ def test_imagine_untrained_demo(tmp_path):
 
 def test_plan_in_imagination(tiny_world, tmp_path):
     out = run_example("plan_in_imagination.py", "--checkpoint", tiny_world, "--steps", "2",
-                      "--candidates", "2", "--horizon", "2", cwd=tmp_path)
+                      "--candidates", "4", "--horizon", "2", cwd=tmp_path)
     assert out.strip()
 
 
