@@ -26,7 +26,7 @@ def main() -> None:
     args = p.parse_args()
     mpc = MPCConfig(checkpoint=args.checkpoint, episodes=1, max_steps=args.steps, replan_every=4)
     planner = PlannerConfig(method="cem", horizon=args.horizon, candidates=args.candidates,
-                            iterations=2, elites=4)
+                            iterations=2, elites=min(4, args.candidates))
     (result,) = run_mpc(mpc, planner)
     print(f"real return {result.real_return:.0f} in {result.steps} real steps; "
           f"{len(result.plan_seconds)} plans, {statistics.median(result.plan_seconds):.2f} s each "

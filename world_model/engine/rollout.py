@@ -100,7 +100,7 @@ class RolloutEngine:
         self.context_level = world.config.diffusion.engine_context_level
         self.compiled = bool(compile)
         self._frame_pass = (torch.compile(self.model.forward_frame, dynamic=False)
-                            if compile else self.model.forward_frame)
+                            if compile else None)
 
     def _forward_frame(self, *args):
         """``RADModel.forward_frame``, compiled when asked and possible (else eager)."""
