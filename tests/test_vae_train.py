@@ -136,4 +136,5 @@ def test_cli_defaults_match_the_config_defaults():
     for name in ("steps", "batch_size", "lr", "latent_channels", "layers_per_block", "kl_weight",
                  "recon_loss", "device", "resume", "val_every", "checkpoint_every", "seed"):
         assert getattr(args, name) == getattr(d, name), name
-    assert args.workers == d.num_workers
+    assert args.max_episodes == d.max_episodes
+    assert args.ssim_weight == d.ssim_weight

@@ -5,6 +5,8 @@ Examples:
   rad eval --checkpoint runs/rad-lstm runs/df --data data/maze9-eval --out reports/eval
   rad eval --checkpoint runs/rad-lstm --data data/maze9-eval --out reports/quick --steps 10 \\
       --max-trajectories 8
+  rad eval --protocol lockstep --idm idms/maze9 --checkpoint runs/rad runs/df \\
+      --data data/maze9-heldout --context-frames 24 --predict-frames 300 --out reports/lockstep
 
 The first `context_frames` real frames of each trajectory are context; the model generates the rest
 from the recorded actions alone. Prints one table (a row per checkpoint and a repeat-the-last-
@@ -29,7 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="one or more checkpoint directories (config.json + model.safetensors)")
     p.add_argument("--data", required=True, help="directory of evaluation trajectories (.npz)")
     p.add_argument("--out", required=True, help="report directory")
-    p.add_argument("--steps", type=int, default=50, help="DDIM steps per frame (default: 50)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="DDIM steps per frame (default: each world's sampler.json, else 50)")
     p.add_argument("--eta", type=float, default=0.0, help="DDIM eta (default: 0)")
     p.add_argument("--batch", type=int, default=16, help="trajectories per batch (default: 16)")
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, ...")
@@ -42,17 +45,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lpips-weights", metavar="FILE",
                    help="torchvision AlexNet weights for LPIPS (else $RAD_LPIPS_WEIGHTS or the "
                         "torch hub cache; LPIPS is reported unavailable without them)")
-    p.add_argument("--videos", type=int, default=4, help="side-by-side GIFs to write (default: 4)")
+    p.add_argument("--videos", type=int, default=4,
+                   help="side-by-side GIFs to write (lockstep: episodes in the picture) "
+                        "(default: 4)")
     p.add_argument("--save-frames", action="store_true",
                    help="also write the generated frames to OUT/frames/<checkpoint>.npz")
-    p.add_argument("--protocol", default="outbound-return", choices=("outbound-return", "predict"),
+    p.add_argument("--protocol", default="outbound-return",
+                   choices=("outbound-return", "predict", "lockstep"),
                    help="outbound-return: Memory Maze trajectories of rad make-evalset (default); "
                         "predict: context-then-predict with revisits on plain held-out episodes "
-                        "(Crafter, MineRL, gym:ENV_ID; docs/envs.md)")
+                        "(Crafter, MineRL, gym:ENV_ID; docs/envs.md); lockstep: the first "
+                        "--context-frames of held-out episodes, then --predict-frames under "
+                        "their recorded actions, judged by --idm (action fidelity, realism)")
+    p.add_argument("--idm", metavar="DIR",
+                   help="lockstep: the inverse-dynamics model of `rad train-idm`")
     p.add_argument("--context-frames", type=int, default=48,
-                   help="predict: context frames per clip (default: 48)")
+                   help="predict, lockstep: context frames per clip (default: 48)")
     p.add_argument("--predict-frames", type=int, default=48,
-                   help="predict: generated frames per clip (default: 48)")
+                   help="predict, lockstep: generated frames per clip (default: 48)")
     p.add_argument("--clip", default="revisits", choices=("revisits", "start"),
                    help="predict: the clip of each episode with the most revisits (default) or "
                         "its first frames")
@@ -71,8 +81,8 @@ def main(args: argparse.Namespace) -> int:
     from world_model.evaluation.report import markdown_table
 
     device = str(resolve_device(args.device))
-    if args.save_sampler and len(args.checkpoint) != 1:
-        raise UserError("--save-sampler needs exactly one --checkpoint")
+    if args.save_sampler and (len(args.checkpoint) != 1 or args.steps is None):
+        raise UserError("--save-sampler needs exactly one --checkpoint and --steps")
     if args.max_trajectories is not None and args.max_trajectories < 1:
         raise UserError(f"--max-trajectories must be >= 1, got {args.max_trajectories}")
     if args.horizon is not None and args.horizon < 1:
@@ -92,6 +102,8 @@ def main(args: argparse.Namespace) -> int:
                              disable=args.no_progress))
         bars[0].update(n)
 
+    if args.protocol == "lockstep":
+        return _lockstep(args, settings, progress, bars)
     try:
         report = evaluate(args.checkpoint, args.data, args.out, settings, progress)
     finally:
@@ -109,4 +121,23 @@ def main(args: argparse.Namespace) -> int:
                     "rows": [asdict(r) for r in report.rows]}
         path = save_sampler(args.checkpoint[0], SamplerConfig(args.steps, args.eta), measured)
         print(f"sampler: {path} ({args.steps} DDIM steps, eta {args.eta})")
+    return 0
+
+
+def _lockstep(args: argparse.Namespace, settings, progress, bars) -> int:
+    from world_model.errors import UserError
+    from world_model.evaluation.lockstep import evaluate_lockstep
+
+    if args.idm is None:
+        raise UserError("--protocol lockstep needs --idm DIR (train one with `rad train-idm`)")
+    if args.save_sampler:
+        raise UserError("--save-sampler goes with the outbound-return or predict protocol")
+    try:
+        report = evaluate_lockstep(args.checkpoint, args.data, args.out, args.idm, settings,
+                                   progress)
+    finally:
+        for bar in bars:
+            bar.close()
+    print(report.table(), end="")
+    print(f"report: {args.out}/lockstep.md, lockstep.json, lockstep.png")
     return 0

@@ -35,8 +35,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="ResNet layers per encoder stage (default: %(default)s)")
     p.add_argument("--kl-weight", type=float, default=1e-6,
                    help="weight of the KL term (default: %(default)s)")
-    p.add_argument("--recon-loss", choices=("l1", "mse"), default="l1",
-                   help="pixel reconstruction loss (default: %(default)s)")
+    p.add_argument("--recon-loss", choices=("l1", "mse", "l1_ssim"), default="l1",
+                   help="pixel reconstruction loss; l1_ssim adds --ssim-weight * (1 - SSIM) "
+                        "(default: %(default)s)")
+    p.add_argument("--ssim-weight", type=float, default=0.2,
+                   help="weight of the 1 - SSIM term of l1_ssim (default: %(default)s)")
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1 ...")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--wandb", choices=("offline", "online", "disabled"), default=None,
@@ -45,8 +48,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="validation PSNR every N steps, 0: only at the end (default: %(default)s)")
     p.add_argument("--checkpoint-every", type=int, default=250,
                    help="write train_state.pt every N steps (default: %(default)s)")
-    p.add_argument("--workers", type=int, default=0,
-                   help="DataLoader processes reading frames, 0: none (default: %(default)s)")
+    p.add_argument("--max-episodes", type=int, default=64,
+                   help="training episode files read whole into memory, frames drawn from them "
+                        "(default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -64,9 +68,9 @@ def main(args: argparse.Namespace) -> int:
         steps=args.steps, batch_size=args.batch_size, lr=args.lr,
         latent_channels=args.latent_channels, channels=parse_channels(args.channels),
         layers_per_block=args.layers_per_block, kl_weight=args.kl_weight,
-        recon_loss=args.recon_loss, device=args.device, resume=args.resume, wandb=wandb_mode,
+        recon_loss=args.recon_loss, ssim_weight=args.ssim_weight, device=args.device, resume=args.resume, wandb=wandb_mode,
         val_every=args.val_every, checkpoint_every=args.checkpoint_every,
-        num_workers=args.workers, seed=args.seed,
+        max_episodes=args.max_episodes, seed=args.seed,
     )
     bar = None
 
@@ -90,5 +94,6 @@ def main(args: argparse.Namespace) -> int:
     f = metrics["frame_size"]
     print(f"wrote {args.out}: {f}x{f} frames -> {c}x{s}x{s} latents, step {metrics['step']}, "
           f"scaling_factor {metrics['scaling_factor']:.4f}")
-    print(f"validation PSNR: {metrics['val_psnr']:.2f} dB")
+    print(f"validation PSNR: {metrics['val_psnr']:.2f} dB (target-colour border: "
+          f"{metrics['val_border_psnr']:.2f} dB)")
     return 0

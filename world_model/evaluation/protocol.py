@@ -233,7 +233,8 @@ def summarize(row: Row, scores: Sequence[Scores], masks: Sequence[np.ndarray]) -
 # -- the whole protocol --------------------------------------------------------------------------
 @dataclass
 class EvalSettings:
-    steps: int = 50
+    steps: int | None = None
+    """DDIM steps per frame; None: each world's own ``sampler.json`` (else 50)."""
     eta: float = 0.0
     batch: int = 16
     seed: int = 0
@@ -248,8 +249,9 @@ class EvalSettings:
     save_frames: bool = False
     """Also write every generated frame to ``frames/<checkpoint>.npz`` (one array a trajectory)."""
     protocol: str = "outbound-return"
-    """``"outbound-return"`` (Memory Maze, files of rad make-evalset) or ``"predict"``
-    (context-then-predict with revisits on plain held-out episodes: :mod:`.clips`)."""
+    """``"outbound-return"`` (Memory Maze, files of rad make-evalset), ``"predict"``
+    (context-then-predict with revisits on plain held-out episodes: :mod:`.clips`) or
+    ``"lockstep"`` (action fidelity and realism judged by an IDM: :mod:`.lockstep`)."""
     context_frames: int = 48
     """``"predict"``: context frames C of each clip."""
     predict_frames: int = 48
@@ -258,6 +260,17 @@ class EvalSettings:
     """``"predict"``: which clip of each episode (:data:`.clips.CLIP_CHOICES`)."""
     dtype: str = "float32"
     """Compute dtype of the engine's network (``"bfloat16"``: autocast, state in float32)."""
+
+
+def world_sampler_for(path: str | os.PathLike, settings: EvalSettings) -> SamplerConfig:
+    """The sampler a world is scored with: ``settings.steps`` (with ``settings.eta``) when given,
+    else the world's own ``sampler.json`` (what its users get), else 50 deterministic DDIM steps
+    (the paper's)."""
+    from world_model.checkpoint import load_sampler
+
+    if settings.steps is not None:
+        return SamplerConfig(settings.steps, settings.eta)
+    return load_sampler(path) or SamplerConfig(50, settings.eta)
 
 
 def evaluate(checkpoints: Sequence[str | os.PathLike], data: str | os.PathLike,
@@ -275,7 +288,8 @@ def evaluate(checkpoints: Sequence[str | os.PathLike], data: str | os.PathLike,
     settings = settings or EvalSettings()
     if settings.batch < 1:
         raise UserError(f"--batch must be >= 1, got {settings.batch}")
-    SamplerConfig(settings.steps, settings.eta).validate()
+    if settings.steps is not None:
+        SamplerConfig(settings.steps, settings.eta).validate()
     resolve_dtype(settings.dtype)  # a bad dtype is named before any world loads
     worlds = [(Path(c), load(c, "cpu")) for c in checkpoints]  # configs first: fail early
     sizes = {path: world.config.latent.frame_size for path, world in worlds}
@@ -312,8 +326,8 @@ def evaluate(checkpoints: Sequence[str | os.PathLike], data: str | os.PathLike,
     per_frame[BASELINE] = base_scores
     for name, (path, world) in zip(names, worlds):
         world.to(settings.device)
-        engine = RolloutEngine(world, SamplerConfig(settings.steps, settings.eta),
-                               compute_dtype=resolve_dtype(settings.dtype))
+        sampler = world_sampler_for(path, settings).validate(world.config.diffusion.num_levels)
+        engine = RolloutEngine(world, sampler, compute_dtype=resolve_dtype(settings.dtype))
         generated: list[np.ndarray | None] = [None] * len(trajs)
         for start in range(0, len(order), settings.batch):
             idx = order[start:start + settings.batch]

@@ -17,9 +17,9 @@ Output directory layout::
     OUT/train_config.json                    the VAETrainConfig that built it, with a format version
     OUT/train_state.pt                       resume state: step, weights, optimizer, torch RNG
 
-Frames come from :mod:`world_model.data.dataset` (windows of one frame, read lazily: nothing is
-loaded but the frames drawn), with its train/validation split by file name. Which frames a step
-draws is a pure function of ``(seed, step)``, and ``train_state.pt`` holds the torch RNG state, so a
+Frames are drawn from up to ``max_episodes`` training episodes read whole into memory
+(:mod:`world_model.data.store`), with the world trainer's train/validation split by file name.
+Which frames a step draws is a pure function of ``(seed, step)``, and ``train_state.pt`` holds the torch RNG state, so a
 resumed run takes exactly the steps an uninterrupted one would.
 """
 
@@ -27,12 +27,12 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -85,8 +85,12 @@ class VAETrainConfig:
     """Self-attention in the bottleneck block of encoder and decoder."""
     kl_weight: float = 1e-6
     """Weight of the KL term (summed over latent elements, averaged over frames)."""
-    recon_loss: Literal["l1", "mse"] = "l1"
-    """Pixel reconstruction loss on frames scaled to [-1, 1], averaged over pixels."""
+    recon_loss: Literal["l1", "mse", "l1_ssim"] = "l1"
+    """Pixel reconstruction loss on frames scaled to [-1, 1], averaged over pixels;
+    ``'l1_ssim'`` adds ``ssim_weight * (1 - SSIM)`` (structure: edges and the thin target-colour
+    border that L1 alone blurs)."""
+    ssim_weight: float = 0.2
+    """Weight of the ``1 - SSIM`` term of ``recon_loss='l1_ssim'``."""
     device: str = "auto"
     """``'auto'`` (CUDA when present, else CPU), or any torch device string."""
     resume: bool = False
@@ -104,8 +108,9 @@ class VAETrainConfig:
     """Random frames of the held-out files, the same at every validation."""
     scale_frames: int = 512
     """Training frames encoded to fit the latent ``scaling_factor``."""
-    num_workers: int = 0
-    """DataLoader processes reading training frames (0: read in the training process)."""
+    max_episodes: int = 64
+    """Training episode files read whole into memory, the first by name (12 MB each at 64x64);
+    frames are drawn from them."""
     seed: int = 0
     """Seeds frame sampling, weight initialisation and posterior samples (the split is by name)."""
 
@@ -121,12 +126,14 @@ class VAETrainConfig:
         need(self.batch_size > 0, f"batch_size must be > 0, got {self.batch_size}")
         need(self.lr > 0, f"lr must be > 0, got {self.lr}")
         need(self.kl_weight >= 0, f"kl_weight must be >= 0, got {self.kl_weight}")
-        need(self.recon_loss in ("l1", "mse"),
-             f"recon_loss must be 'l1' or 'mse', got {self.recon_loss!r}")
+        need(self.recon_loss in ("l1", "mse", "l1_ssim"),
+             f"recon_loss must be 'l1', 'mse' or 'l1_ssim', got {self.recon_loss!r}")
+        need(self.ssim_weight >= 0, f"ssim_weight must be >= 0, got {self.ssim_weight}")
         need(self.wandb in ("offline", "online", "disabled"),
              f"wandb must be offline, online or disabled, got {self.wandb!r}")
         need(0 < self.val_fraction < 1, f"val_fraction must be in (0, 1), got {self.val_fraction}")
-        for name in ("val_every", "checkpoint_every", "warmup_steps", "num_workers"):
+        need(self.max_episodes > 0, f"max_episodes must be > 0, got {self.max_episodes}")
+        for name in ("val_every", "checkpoint_every", "warmup_steps"):
             need(getattr(self, name) >= 0, f"{name} must be >= 0")
         for name in ("val_frames", "scale_frames"):
             need(getattr(self, name) > 0, f"{name} must be > 0")
@@ -188,13 +195,46 @@ class VAEObjective(nn.Module):
         x = frames_to_float(frames.to(self.device))  # (B, H, W, 3) uint8 -> (B, 3, H, W)
         posterior = self.vae.encode(x).latent_dist
         recon = self.vae.decode(posterior.sample()).sample
-        if self.config.recon_loss == "l1":
-            rec = (recon - x).abs().mean()
-        else:
+        if self.config.recon_loss == "mse":
             rec = (recon - x).square().mean()
+        else:
+            rec = (recon - x).abs().mean()
+        logs = {}
+        if self.config.recon_loss == "l1_ssim":
+            structure = 1.0 - ssim_torch(recon, x)
+            rec = rec + self.config.ssim_weight * structure
+            logs["ssim"] = 1.0 - structure.item()
         kl = posterior.kl().mean()
         loss = rec + self.config.kl_weight * kl
-        return loss, {"loss": loss.item(), "recon": rec.item(), "kl": kl.item()}
+        return loss, {"loss": loss.item(), "recon": rec.item(), "kl": kl.item(), **logs}
+
+
+def border_psnr(real: np.ndarray, recon: np.ndarray, width: int = 2) -> float:
+    """PSNR (dB, mean over frames) of the ``width``-pixel frame border alone: where Memory Maze
+    draws the current target's colour (``real, recon (N, H, W, 3) uint8``)."""
+    mask = np.zeros(real.shape[1:3], bool)
+    mask[:width], mask[-width:], mask[:, :width], mask[:, -width:] = True, True, True, True
+    err = (real[:, mask].astype(np.float64) - recon[:, mask]) ** 2
+    mse = np.maximum(err.reshape(len(real), -1).mean(1), 1e-10)
+    return float(np.mean(10 * np.log10(255.0 ** 2 / mse)))
+
+
+def ssim_torch(a: Tensor, b: Tensor, window: int = 7) -> Tensor:
+    """Mean SSIM of images ``a, b (B, C, H, W)`` in [-1, 1], computed as scikit-image does on
+    the same frames as uint8 (values mapped to [0, 1], a uniform ``window x window`` window,
+    sample covariance, only windows inside the frame); differentiable."""
+    a, b = (a + 1) / 2, (b + 1) / 2  # SSIM is not shift-invariant: score the [0, 1] images
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    pool = lambda t: torch.nn.functional.avg_pool2d(t, window, 1)
+    mu_a, mu_b = pool(a), pool(b)
+    n = window * window
+    cov = n / (n - 1)  # sample covariance, as scikit-image
+    var_a = (pool(a * a) - mu_a ** 2) * cov
+    var_b = (pool(b * b) - mu_b ** 2) * cov
+    cov_ab = (pool(a * b) - mu_a * mu_b) * cov
+    num = (2 * mu_a * mu_b + c1) * (2 * cov_ab + c2)
+    den = (mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2)
+    return (num / den).mean()
 
 
 def train_vae(data_dir: str | Path, out_dir: str | Path, config: VAETrainConfig = VAETrainConfig(),
@@ -257,9 +297,12 @@ def train_vae(data_dir: str | Path, out_dir: str | Path, config: VAETrainConfig 
         done, logs = trainer.step, step_logs
         if (config.val_every and done % config.val_every == 0) or last:
             vae.eval()
-            val_psnr = float(psnr(reconstruct(vae, val, device), val).mean())
+            recon = reconstruct(vae, val, device)
+            val_psnr = float(psnr(recon, val).mean())
             logs["val_psnr"] = val_psnr
-            logger.info("step %d: validation PSNR %.2f dB", done, val_psnr)
+            logs["val_border_psnr"] = border_psnr(val, recon)
+            logger.info("step %d: validation PSNR %.2f dB (border %.2f dB)", done, val_psnr,
+                        logs["val_border_psnr"])
         if (config.checkpoint_every and done % config.checkpoint_every == 0) or last:
             save_train_state(out, trainer)
         run.log(done, logs)
@@ -269,8 +312,8 @@ def train_vae(data_dir: str | Path, out_dir: str | Path, config: VAETrainConfig 
     try:
         trainer.fit(data.train_batches(start), config.steps, [after_step])
         vae.eval()
-        if math.isnan(val_psnr):  # nothing trained in this call (already at --steps)
-            val_psnr = float(psnr(reconstruct(vae, val, device), val).mean())
+        recon = reconstruct(vae, val, device)
+        val_psnr, val_border = float(psnr(recon, val).mean()), border_psnr(val, recon)
         mean, std = latent_std(vae, data.train_sample(config.scale_frames), device)
         if not std > 0:
             raise RuntimeError(f"latent std is {std}; the VAE collapsed")
@@ -282,6 +325,7 @@ def train_vae(data_dir: str | Path, out_dir: str | Path, config: VAETrainConfig 
             "step": max(start, config.steps),
             "start_step": start,
             "val_psnr": val_psnr,
+            "val_border_psnr": val_border,
             "scaling_factor": 1.0 / std,
             "latent_mean": mean,
             "latent_std": std,

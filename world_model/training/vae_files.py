@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import shutil
 import tempfile
@@ -23,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from world_model.data.format import list_episodes
+from world_model.data.store import EpisodeStore
 from world_model.errors import CheckpointError, DataError, UserError
 from world_model.io import atomic_write
 from world_model.latents import float_to_frames, frames_to_float
@@ -42,47 +42,48 @@ ARCHITECTURE_FIELDS = ("latent_channels", "channels", "layers_per_block", "mid_b
 
 @dataclass
 class FrameData:
-    """Training and validation frames from :func:`world_model.data.dataset.make_dataloaders` with
-    windows of one frame; the split is the world model trainer's (by file name)."""
+    """Training and validation frames; the split is the world model trainer's (by file name).
+    Training frames are drawn from up to ``max_episodes`` whole episodes held in memory
+    (:class:`~world_model.data.store.EpisodeStore`): batch ``k`` is a pure function of
+    ``(seed, k)``."""
 
-    train_loader: Any  # DataLoader of {"frames": (B, 1, H, W, 3) uint8, ...}; batch k: f(seed, k)
+    train: EpisodeStore
     val_frames: np.ndarray  # (N, H, W, 3) uint8, the same frames at every validation
     num_train_files: int
     num_val_files: int
+    seed: int
+    batch_size: int
 
     def train_batches(self, start_step: int) -> Iterator[Tensor]:
         """Training frames ``(B, H, W, 3) uint8`` of steps ``start_step, start_step + 1, ...``."""
-        self.train_loader.dataset.set_start_step(start_step)
-        rng = torch.get_rng_state()
-        batches = iter(self.train_loader)  # draws a base seed from the global torch RNG...
-        torch.set_rng_state(rng)  # ...which must not shift the posterior samples of a resumed run
-        for batch in batches:
-            yield batch["frames"][:, 0]
+        step = start_step
+        while True:
+            rng = np.random.default_rng([self.seed, step])
+            yield torch.from_numpy(self.train.draw_frames(rng, self.batch_size))
+            step += 1
 
     def train_sample(self, count: int) -> np.ndarray:
-        """``count`` training frames ``(count, H, W, 3) uint8``: those of the first steps."""
-        dataset = self.train_loader.dataset
-        batches = math.ceil(count / dataset.batch_size)
-        return np.concatenate([dataset.batch(i)["frames"][:, 0] for i in range(batches)])[:count]
+        """``count`` training frames ``(count, H, W, 3) uint8`` (a fixed draw)."""
+        return self.train.draw_frames(np.random.default_rng([self.seed, 1 << 40]), count)
 
 
 def load_frame_data(data_dir: str | Path, config: VAETrainConfig) -> FrameData:
-    from world_model.data.dataset import make_dataloaders
+    from world_model.data.dataset import split_episodes
 
-    if not list_episodes(data_dir):
+    paths = list_episodes(data_dir)
+    if not paths:
         raise DataError(f"{data_dir}: no episode files (*.npz); collect data first with "
                         f"`rad collect`")
-    val_batches = math.ceil(config.val_frames / config.batch_size)
-    train, val = make_dataloaders(data_dir, seq_len=1, batch_size=config.batch_size,
-                                  val_fraction=config.val_fraction, seed=config.seed,
-                                  num_workers=config.num_workers, val_batches=val_batches,
-                                  frame_size=None)  # the VAE takes the data's frame size
-    if val is None:
+    train_paths, val_paths = split_episodes(paths, config.val_fraction, data_dir)
+    if not val_paths:
         raise DataError(f"{data_dir}: need at least 2 usable episode files (one is held out for "
                         f"validation)")
-    val_frames = np.concatenate([val.dataset.batch(i)["frames"][:, 0] for i in range(val_batches)])
-    return FrameData(train_loader=train, val_frames=val_frames[:config.val_frames],
-                     num_train_files=len(train.dataset.files), num_val_files=len(val.dataset.files))
+    train = EpisodeStore.load(train_paths[:config.max_episodes], None,
+                              f"{data_dir} (training episode files)")
+    val = EpisodeStore.load(val_paths, train.frame_size, f"{data_dir} (validation episode files)")
+    val_frames = val.draw_frames(np.random.default_rng([config.seed, 1 << 41]), config.val_frames)
+    return FrameData(train, val_frames, len(train.frames), len(val.frames), config.seed,
+                     config.batch_size)
 
 
 # --- evaluation -------------------------------------------------------------------------------
