@@ -1,4 +1,5 @@
-"""Frame latents: pixels scaled to [-1, 1], or a per-frame diffusers ``AutoencoderKL``.
+"""Frame latents: pixels scaled to [-1, 1], or a per-frame VAE (the project's small convolutional
+:class:`~world_model.autoencoder.RADAutoencoder`, or a diffusers ``AutoencoderKL``).
 
 A codec maps ``frames (B, T, H, W, 3) uint8`` to ``latents (B, T, C, h, w) float32`` and back, one
 frame at a time (no temporal compression, paper App. A.4). Nothing is downloaded: a VAE is loaded
@@ -44,7 +45,8 @@ class PixelCodec(nn.Module):
 
 
 class VAECodec(nn.Module):
-    """A diffusers ``AutoencoderKL`` applied per frame; latents are scaled by its
+    """A VAE (``RADAutoencoder`` or diffusers ``AutoencoderKL``) applied per frame; latents are
+    scaled by its
     ``scaling_factor`` so they have about unit variance."""
 
     def __init__(self, vae) -> None:
@@ -74,12 +76,17 @@ class VAECodec(nn.Module):
 
 
 def load_vae(path: str | Path):
-    """Load a local diffusers AutoencoderKL directory, with a clear error when it is not one."""
+    """Load a local VAE directory: the project's :class:`~world_model.autoencoder.RADAutoencoder`
+    or a diffusers ``AutoencoderKL``, with a clear error when it is neither."""
     path = Path(path)
     if not (path / "config.json").is_file():
-        raise CheckpointError(f"{path}: not a diffusers AutoencoderKL directory (no config.json)")
+        raise CheckpointError(f"{path}: not a VAE directory (no config.json)")
     if not any(path.glob("*.safetensors")):
         raise CheckpointError(f"{path}: no *.safetensors weights (only safetensors are loaded)")
+    from world_model.autoencoder import RADAutoencoder, is_rad_autoencoder
+
+    if is_rad_autoencoder(path):
+        return RADAutoencoder.from_pretrained(path)
     from diffusers import AutoencoderKL
 
     try:

@@ -27,7 +27,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                    help="override a config field, e.g. model.memory=none or train.steps=100")
     p.add_argument("--steps", type=int, help="shortcut for --set train.steps=N")
-    p.add_argument("--vae", help="shortcut: latents from this local AutoencoderKL directory")
+    p.add_argument("--vae", help="shortcut: latents from this local VAE directory (rad train-vae; cached "
+                        "beside the data on first use, docs/vae.md)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1 ...")
     p.add_argument("--wandb", default="offline", choices=("offline", "online", "disabled"))

@@ -26,6 +26,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="frames per step (default: %(default)s)")
     p.add_argument("--lr", type=float, default=5e-4,
                    help="AdamW learning rate (default: %(default)s)")
+    p.add_argument("--arch", choices=("conv", "diffusers"), default="conv",
+                   help="conv: the project's small convolutional VAE, sized for a CPU simulator; "
+                        "diffusers: an AutoencoderKL (default: %(default)s)")
     p.add_argument("--latent-channels", type=int, default=4,
                    help="channels of a frame's latent (default: %(default)s)")
     p.add_argument("--channels", default="32,64,128",
@@ -65,7 +68,7 @@ def main(args: argparse.Namespace) -> int:
     if wandb_mode not in ("offline", "online", "disabled"):
         raise UserError(f"WANDB_MODE={wandb_mode!r}: expected offline, online or disabled")
     config = VAETrainConfig(
-        steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+        arch=args.arch, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
         latent_channels=args.latent_channels, channels=parse_channels(args.channels),
         layers_per_block=args.layers_per_block, kl_weight=args.kl_weight,
         recon_loss=args.recon_loss, ssim_weight=args.ssim_weight, device=args.device, resume=args.resume, wandb=wandb_mode,

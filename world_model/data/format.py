@@ -136,10 +136,12 @@ def episode_name(path: str | os.PathLike, root: str | os.PathLike | None) -> str
 
 
 def list_episodes(root: str | os.PathLike) -> list[Path]:
-    """All ``*.npz`` episode files under ``root`` (recursively), sorted; temporary files excluded."""
+    """All ``*.npz`` episode files under ``root`` (recursively), sorted; hidden files and
+    directories excluded (temporary files, and the latent cache ``root/.latents/``)."""
     root = Path(root)
     if not root.exists():
         raise DataError(f"{root}: no such directory")
     if root.is_file():
         return [root]
-    return sorted(p for p in root.rglob("*.npz") if not p.name.startswith("."))
+    return sorted(p for p in root.rglob("*.npz")
+                  if not any(part.startswith(".") for part in p.relative_to(root).parts))

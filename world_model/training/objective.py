@@ -1,7 +1,8 @@
 """The training objective of a RAD world model: diffusion forcing with hidden-state pre-fetch.
 
 One call on a batch of real frames:
-1. encode frames to latents (no gradient through the codec);
+1. encode frames to latents (no gradient through the codec), unless the batch brings them from
+   the latent cache;
 2. pre-fetch: the window-1 pass over the *clean* latents writes every memory state, layer by layer;
 3. draw a noise level per frame (``DiffusionConfig.level_sampling``) and noise the latents;
 4. one parallel windowed pass reads the pre-fetched states and predicts every frame, against the
@@ -33,19 +34,28 @@ from world_model.network.windows import previous_frames
 class Batch:
     """A training batch (see ``world_model.data.dataset``)."""
 
-    frames: Tensor
-    """``(B, T, H, W, 3) uint8``"""
+    frames: Tensor | None
+    """``(B, T, H, W, 3) uint8``, or None when ``latents`` come from the latent cache."""
     actions: Tensor
     """``(B, T) int64``: ``actions[:, i]`` led to frame ``i``."""
     rewards: Tensor
     """``(B, T) float32``: reward received on the step into frame ``i``."""
     terminals: Tensor | None = None
     """``(B, T) bool`` or None (Memory Maze episodes never terminate)."""
+    latents: Tensor | None = None
+    """``(B, T, C, h, w) float32``: the frames' latents already encoded
+    (:mod:`world_model.data.latent_cache`); the codec is then not run."""
 
     @classmethod
     def from_dict(cls, d: dict[str, Tensor], device=None) -> Batch:
         get = (lambda k: d[k].to(device, non_blocking=True) if k in d else None)
-        return cls(get("frames"), get("actions"), get("rewards"), get("terminals"))
+        return cls(get("frames"), get("actions"), get("rewards"), get("terminals"),
+                   get("latents"))
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(B, T)``."""
+        return tuple(self.actions.shape)
 
 
 class WorldModelObjective(nn.Module):
@@ -103,8 +113,10 @@ class WorldModelObjective(nn.Module):
 
     def forward(self, batch: Batch, generator: torch.Generator | None = None,
                 ) -> tuple[Tensor, dict[str, Tensor]]:
-        with torch.no_grad():
-            latents = self.codec.encode(batch.frames)
+        latents = batch.latents
+        if latents is None:
+            with torch.no_grad():
+                latents = self.codec.encode(batch.frames)
         B, T = latents.shape[:2]
         cfg = self.diffusion.cfg
         clean_prob = cfg.clean_prob if cfg.context == "independent" else 0.0

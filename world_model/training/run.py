@@ -211,21 +211,44 @@ class WorldRun:
             n += 1
         return {f"val/{k.split('/', 1)[-1]}": v / max(n, 1) for k, v in totals.items()}
 
+    def _loaders(self):
+        """Train and validation loaders: frames, or cached latents for a VAE world (the data set
+        is encoded once, here, where it is not cached yet)."""
+        from tqdm.auto import tqdm
+
+        from world_model.data.dataset import make_dataloaders
+        from world_model.data.latent_cache import make_latent_loaders
+
+        tc = self.config.train
+        common = {"seq_len": tc.seq_len, "batch_size": tc.batch_size,
+                  "val_fraction": tc.val_fraction, "seed": tc.seed, "rank": self.dist.rank,
+                  "world_size": self.dist.world_size, "start_step": self.trainer.step,
+                  "val_batches": tc.val_batches, "frame_size": self.config.latent.frame_size,
+                  "num_actions": self.config.model.num_actions}
+        if self.config.latent.kind != "vae":
+            return make_dataloaders(self.data_dir, num_workers=tc.num_workers, **common)
+        bar = tqdm(desc="encode latents", unit="episode", dynamic_ncols=True,
+                   disable=not (self.options.progress and self.dist.is_main))
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+
+        try:
+            return make_latent_loaders(self.data_dir, self.config.latent.vae_path,
+                                       progress=progress, **common)
+        finally:
+            bar.close()
+
     # -- the run ------------------------------------------------------------------------------------
     def run(self) -> dict[str, float]:
         """Train to ``config.train.steps``; returns the last logged metrics (with ``step`` and
         ``cpu_minutes``)."""
         from tqdm.auto import tqdm
 
-        from world_model.data.dataset import make_dataloaders
-
         tc, trainer = self.config.train, self.trainer
-        train_loader, val_loader = make_dataloaders(
-            self.data_dir, seq_len=tc.seq_len, batch_size=tc.batch_size,
-            val_fraction=tc.val_fraction, num_workers=tc.num_workers, seed=tc.seed,
-            rank=self.dist.rank, world_size=self.dist.world_size, start_step=trainer.step,
-            val_batches=tc.val_batches, frame_size=self.config.latent.frame_size,
-            num_actions=self.config.model.num_actions)
+        train_loader, val_loader = self._loaders()
         log = RunLogger(self.run_dir / "metrics.jsonl",
                         os.environ.get("WANDB_MODE", self.options.wandb),
                         {"project": "rad-env", "dir": str(self.run_dir),
@@ -240,7 +263,7 @@ class WorldRun:
         def after_step(trainer: Trainer, batch: Batch, logs: dict[str, float] | None,
                        last_step: bool) -> None:
             step = trainer.step
-            since["frames"] += batch.frames.shape[0] * batch.frames.shape[1] * self.dist.world_size
+            since["frames"] += batch.shape[0] * batch.shape[1] * self.dist.world_size
             bar.update(1)
             if logs is not None and (step % tc.log_every == 0 or last_step):
                 logs["frames_per_s"] = since["frames"] / max(time.perf_counter() - since["t0"], 1e-9)

@@ -35,7 +35,8 @@ FORMAT_VERSION = 1
 TRAIN_CONFIG_FILE = "train_config.json"
 TRAIN_STATE_FILE = "train_state.pt"
 #: Fields that fix the network's shape; a resumed run must agree on them.
-ARCHITECTURE_FIELDS = ("latent_channels", "channels", "layers_per_block", "mid_block_attention")
+ARCHITECTURE_FIELDS = ("arch", "latent_channels", "channels", "layers_per_block",
+                       "mid_block_attention")
 
 
 # --- data -------------------------------------------------------------------------------------
@@ -131,6 +132,7 @@ def check_resume_config(out: Path, config: VAETrainConfig) -> None:
         raise CheckpointError(f"{path}: format_version {saved.get('format_version')}, "
                               f"expected {FORMAT_VERSION}")
     ours = config_dict(config)
+    saved.setdefault("arch", "diffusers")  # runs saved before the conv VAE existed
     diff = [f"{k}: saved {saved.get(k)!r}, now {ours[k]!r}" for k in ARCHITECTURE_FIELDS
             if saved.get(k) != ours[k]]
     if diff:
