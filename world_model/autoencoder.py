@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
+from itertools import pairwise
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -94,14 +95,14 @@ class RADAutoencoder(nn.Module):
         self._cfg = cfg
         w = cfg.block_out_channels
         enc: list[nn.Module] = [nn.Conv2d(3, w[0], 3, 1, 1)]
-        for a, b in zip(w[:-1], w[1:]):
+        for a, b in pairwise(w):
             enc += [nn.SiLU(), nn.Conv2d(a, b, 4, 2, 1)]
         enc += [_Residual(w[-1]) for _ in range(cfg.res_blocks)]
         enc += [nn.SiLU(), nn.Conv2d(w[-1], 2 * cfg.latent_channels, 1)]
         self.encoder = nn.Sequential(*enc)
         dec: list[nn.Module] = [nn.Conv2d(cfg.latent_channels, w[-1], 3, 1, 1)]
         dec += [_Residual(w[-1]) for _ in range(cfg.res_blocks)]
-        for a, b in zip(w[::-1][:-1], w[::-1][1:]):
+        for a, b in pairwise(w[::-1]):
             dec += [nn.SiLU(), nn.ConvTranspose2d(a, b, 4, 2, 1)]
         dec += [nn.SiLU(), nn.Conv2d(w[0], 3, 3, 1, 1)]
         self.decoder = nn.Sequential(*dec)
