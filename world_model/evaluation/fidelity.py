@@ -51,7 +51,7 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
         return math.nan
     mu_a, mu_b = a.mean(0), b.mean(0)
     s_a, s_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    root, _ = linalg.sqrtm(s_a @ s_b, disp=False)
+    root = linalg.sqrtm(s_a @ s_b)
     if np.iscomplexobj(root):
         root = root.real
     value = float(((mu_a - mu_b) ** 2).sum() + np.trace(s_a + s_b - 2.0 * root))
