@@ -20,6 +20,11 @@ dtype, with the preset's T and batch unless given, and skips the naive compariso
 
     python benchmarks/bench_train.py --data DIR [--T 100 --W 20 --steps 3 --config cpu-small]
     python benchmarks/bench_train.py --data DIR --config cpu-small --precisions float32,bfloat16
+    python benchmarks/bench_train.py --data DIR --config cpu-small --precisions float32,bfloat16 \
+        --vae VAE --set model.latent_channels=8 --set model.latent_size=16 --set model.patch_size=2
+
+``--precisions`` may include ``auto`` (what ``rad train`` uses by default: bfloat16 where the CPU
+or GPU computes it natively).
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ def one_run(args) -> dict:
     import torch
 
     from world_model.config import resolve_config
+    from world_model.devices import resolve_precision
     from world_model.data.dataset import make_dataloaders
     from world_model.network.windows import read_index
     from world_model.training.objective import Batch, WorldModelObjective
@@ -46,6 +52,8 @@ def one_run(args) -> dict:
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
     over = [f"model.memory={args.memory}", f"model.mode={args.mode}", *args.set]
+    if args.vae:
+        over += ["latent.kind=vae", f"latent.vae_path={json.dumps(args.vae)}"]
     if args.W:
         over.append(f"model.window={args.W}")
     cfg = resolve_config(args.config, over)
@@ -101,7 +109,12 @@ def one_run(args) -> dict:
                 history.append(model.write_frame(z[:, i], batch.actions[:, i], history[-1]))
         return None, 0.0
 
-    objective = WorldModelObjective(model, diffusion, codec, precision=args.precision)
+    precision = resolve_precision(args.precision)
+    objective = WorldModelObjective(model, diffusion, codec, precision=precision)
+    if args.vae and args.scheme == "objective":  # as rad train does: latents from the cache
+        with torch.no_grad():
+            batch = Batch(None, batch.actions, batch.rewards, batch.terminals,
+                          codec.encode(batch.frames))
 
     def objective_step():
         loss, _ = objective(batch, g)
@@ -121,7 +134,7 @@ def one_run(args) -> dict:
             pre.append(t_pre)
     med = statistics.median(times)
     return {"scheme": args.scheme, "memory": args.memory, "mode": args.mode, "T": T, "W": W,
-            "precision": args.precision, "batch": batch_size, "step_s": med,
+            "precision": precision, "asked": args.precision, "batch": batch_size, "step_s": med,
             "frames_per_s": batch_size * T / med, "loss": float(loss) if loss is not None else None,
             "prefetch_share": statistics.median(pre) / med,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
@@ -130,7 +143,7 @@ def one_run(args) -> dict:
 def spawn(args, **over) -> dict:
     argv = [sys.executable, __file__, "--one"]
     for k, v in {**vars(args), **over}.items():
-        if k in ("one", "memories", "precisions", "set"):
+        if k in ("one", "memories", "precisions", "set") or (k == "vae" and not v):
             continue
         argv += [f"--{k}", str(v)]
     for item in args.set:
@@ -148,7 +161,9 @@ def main() -> None:
     p.add_argument("--W", type=int, default=0, help="window (0: 20, or the preset's with --precisions)")
     p.add_argument("--batch", type=int, default=0, help="batch (0: 1, or the preset's with --precisions)")
     p.add_argument("--set", action="append", default=[], help="config override, as rad train --set")
-    p.add_argument("--precision", default="float32")
+    p.add_argument("--precision", default="float32", help="auto, float32 or bfloat16")
+    p.add_argument("--vae", default="", help="a VAE directory: latents instead of pixels (the "
+                   "objective scheme takes them precomputed, as training from the latent cache)")
     p.add_argument("--precisions", default="",
                    help="e.g. float32,bfloat16: time the real objective in each compute dtype")
     p.add_argument("--steps", type=int, default=3)
@@ -168,7 +183,7 @@ def main() -> None:
         print(f"training objective of {args.config} {' '.join(args.set)}, {args.steps} timed steps "
               f"(median), {args.threads} threads")
         for r in rows:
-            print(f"  {r['precision']:>9}: T={r['T']} batch {r['batch']}: {r['step_s']:.3f} s/step  "
+            print(f"  {r['asked']}->{r['precision']:>9}: T={r['T']} batch {r['batch']}: {r['step_s']:.3f} s/step  "
                   f"{r['frames_per_s']:.1f} frames/s  peak RSS {r['peak_rss_mb']:.0f} MB")
         print(f"  speed-up of {rows[-1]['precision']} over {rows[0]['precision']}: "
               f"{rows[0]['step_s'] / rows[-1]['step_s']:.2f}x")

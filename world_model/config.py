@@ -221,9 +221,11 @@ class TrainConfig:
     """Stop with an error after this many consecutive non-finite losses (each one is skipped)."""
     detach_every: int = 0
     """Truncate backprop through the memory every this many frames (0: never)."""
-    precision: Literal["float32", "bfloat16"] = "float32"
-    """Compute dtype of the forward pass: 'bfloat16' runs it under ``torch.autocast`` (AMX on
-    recent Xeons, tensor cores on GPUs) with float32 master weights, optimiser and loss."""
+    precision: Literal["auto", "float32", "bfloat16"] = "auto"
+    """Compute dtype of the forward pass: 'bfloat16' runs it under ``torch.autocast`` (avx512_bf16
+    or AMX CPUs, GPUs) with float32 master weights, optimiser and loss; 'auto' chooses bfloat16
+    where the device computes it natively and float32 elsewhere (``devices.native_bf16``: on a
+    CPU without bf16 instructions it is emulated and several times slower)."""
     reward_loss_weight: float = 0.1
     """Weight of the reward head's MSE in the training loss."""
     termination_loss_weight: float = 0.01
@@ -233,7 +235,7 @@ class TrainConfig:
     files that do not say are Memory Maze): what a learned env of this world imitates."""
 
     def validate(self) -> TrainConfig:
-        require(self.precision in ("float32", "bfloat16"), f"precision={self.precision!r}",
+        require(self.precision in ("auto", "float32", "bfloat16"), f"precision={self.precision!r}",
                 "invalid TrainConfig")
         return self
 

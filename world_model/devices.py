@@ -43,3 +43,36 @@ def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
     if dtype not in DTYPES:
         raise UserError(f"dtype={dtype!r}: expected one of {list(DTYPES)}")
     return DTYPES[dtype]
+
+
+def native_bf16(device: torch.device | str = "cpu") -> bool:
+    """Whether ``device`` computes bfloat16 natively (faster than float32): a CUDA GPU that
+    supports it, or a CPU with the ``avx512_bf16`` or ``amx_bf16`` instructions (read from
+    ``/proc/cpuinfo``; elsewhere, or on a CPU without them, bfloat16 is emulated and slower)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    if device.type != "cpu":
+        return False
+    return bool(_cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def resolve_precision(precision: str, device: torch.device | str = "cpu") -> str:
+    """``"auto"`` -> ``"bfloat16"`` where :func:`native_bf16`, else ``"float32"``; other names
+    (``"float32"``, ``"bfloat16"``) unchanged."""
+    if precision == "auto":
+        return "bfloat16" if native_bf16(device) else "float32"
+    if precision not in ("float32", "bfloat16"):
+        raise UserError(f"precision={precision!r}: expected auto, float32 or bfloat16")
+    return precision

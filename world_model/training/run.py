@@ -27,7 +27,7 @@ from torch.nn.parallel import DistributedDataParallel
 from world_model.checkpoint import CONFIG_FILE, TRAIN_STATE_FILE, save_world
 from world_model.config import RunConfig
 from world_model.data.spec import read_data_spec
-from world_model.devices import resolve_device
+from world_model.devices import resolve_device, resolve_precision
 from world_model.errors import UserError
 from world_model.io import atomic_write, atomic_write_text
 from world_model.training import distributed as D
@@ -112,6 +112,8 @@ class WorldRun:
         tc = config.train
         torch.manual_seed(tc.seed + self.dist.rank)
         self.world = build_world(config)
+        logger.info("compute precision: %s (train.precision=%s)",
+                    resolve_precision(tc.precision, self.device), tc.precision)
         self.world.to(self.device)
         model = self.world.model
         self.objective = self._objective(model)
@@ -135,7 +137,8 @@ class WorldRun:
     def _objective(self, model) -> WorldModelObjective:
         tc = self.config.train
         return WorldModelObjective(model, self.world.diffusion, self.world.codec, tc.detach_every,
-                                   tc.precision, tc.reward_loss_weight, tc.termination_loss_weight)
+                                   resolve_precision(tc.precision, self.device),
+                                   tc.reward_loss_weight, tc.termination_loss_weight)
 
     # -- run directory -----------------------------------------------------------------------------
     def _prepare_run_dir(self) -> None:
