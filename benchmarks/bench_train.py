@@ -43,8 +43,8 @@ def one_run(args) -> dict:
     import torch
 
     from world_model.config import resolve_config
-    from world_model.devices import resolve_precision
     from world_model.data.dataset import make_dataloaders
+    from world_model.devices import resolve_precision
     from world_model.network.windows import read_index
     from world_model.training.objective import Batch, WorldModelObjective
     from world_model.world import build_world
