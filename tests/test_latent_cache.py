@@ -115,7 +115,7 @@ def test_ssim_loss_matches_scikit_image_and_border_psnr_reads_the_border():
     rng = np.random.default_rng(0)
     a = rng.integers(0, 256, (3, 64, 64, 3)).astype(np.uint8)
     b = np.clip(a.astype(int) + rng.integers(-30, 30, a.shape), 0, 255).astype(np.uint8)
-    as_float = lambda x: torch.from_numpy(x).permute(0, 3, 1, 2).double() / 127.5 - 1  # noqa: E731
+    as_float = lambda x: torch.from_numpy(x).permute(0, 3, 1, 2).double() / 127.5 - 1
     assert float(ssim_torch(as_float(a), as_float(b))) == pytest.approx(ssim(a, b).mean(), abs=1e-6)
     c = a.copy()
     c[:, 2:-2, 2:-2] = 0  # the inside changes, the border does not
@@ -125,7 +125,7 @@ def test_ssim_loss_matches_scikit_image_and_border_psnr_reads_the_border():
 
 
 def test_auto_precision_is_float32_without_native_bf16(monkeypatch):
-    import world_model.devices as devices
+    from world_model import devices
 
     monkeypatch.setattr(devices, "_cpu_flags", lambda: {"avx2", "fma"})
     assert not native_bf16("cpu") and resolve_precision("auto") == "float32"
