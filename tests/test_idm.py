@@ -130,7 +130,7 @@ def test_rad_eval_lockstep_end_to_end(tiny_world, real_episodes_dir, tmp_path):
         [sys.executable, "-m", "world_model.cli", "eval", "--protocol", "lockstep", "--idm",
          str(idm), "--checkpoint", str(tiny_world), "--data", str(real_episodes_dir),
          "--context-frames", "8", "--predict-frames", "25", "--steps", "2", "--out", str(out),
-         "--no-progress"], capture_output=True, text=True, timeout=600)
+         "--no-progress"], check=False, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert "| tiny-lstm | 21-25 |" in done.stdout
     data = json.loads((out / "lockstep.json").read_text())
@@ -140,5 +140,5 @@ def test_rad_eval_lockstep_end_to_end(tiny_world, real_episodes_dir, tmp_path):
     missing = subprocess.run(
         [sys.executable, "-m", "world_model.cli", "eval", "--protocol", "lockstep",
          "--checkpoint", str(tiny_world), "--data", str(real_episodes_dir), "--out", str(out)],
-        capture_output=True, text=True, timeout=600)
+        check=False, capture_output=True, text=True, timeout=600)
     assert missing.returncode == 2 and "--idm" in missing.stderr
