@@ -389,6 +389,10 @@ class SamplerConfig:
     clip: bool = True
     """Clip every predicted x0 to the codec's value range where it has one (pixels: [-1, 1]), as
     diffusers' ``clip_sample``; a sample never leaves the range of real frames."""
+    context_level: int | None = None
+    """Noise level at which context frames are seen (the defence against drift of worlds trained
+    with ``diffusion.context='augmented'``); None: the world's ``diffusion.context_level`` for
+    such worlds, 0 (clean) for the others."""
 
     def validate(self, num_levels: int | None = None) -> SamplerConfig:
         if self.steps < 1:
@@ -399,4 +403,8 @@ class SamplerConfig:
             raise UserError(f"sampler eta must be in [0, 1], got {self.eta}")
         if not self.rho > 0:
             raise UserError(f"sampler rho must be > 0, got {self.rho}")
+        if self.context_level is not None and not (
+                0 <= self.context_level <= (num_levels if num_levels is not None else 10 ** 9)):
+            raise UserError(f"sampler context_level must be in [0, {num_levels}], got "
+                            f"{self.context_level}")
         return self

@@ -34,6 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=None,
                    help="DDIM steps per frame (default: each world's sampler.json, else 50)")
     p.add_argument("--eta", type=float, default=0.0, help="DDIM eta (default: 0)")
+    p.add_argument("--context-level", type=int, default=None,
+                   help="noise level of the context frames (worlds trained with augmented "
+                        "context; default: each world's sampler.json, else its training default)")
     p.add_argument("--batch", type=int, default=16, help="trajectories per batch (default: 16)")
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, ...")
     p.add_argument("--dtype", default="float32",
@@ -93,7 +96,7 @@ def main(args: argparse.Namespace) -> int:
                             videos=args.videos, save_frames=args.save_frames,
                             protocol=args.protocol, context_frames=args.context_frames,
                             predict_frames=args.predict_frames, clip=args.clip,
-                            dtype=args.dtype)
+                            dtype=args.dtype, context_level=args.context_level)
     bars: list[tqdm] = []  # made on the first generated frames, once the total is known
 
     def progress(n: int, total: int) -> None:
@@ -119,8 +122,10 @@ def main(args: argparse.Namespace) -> int:
 
         measured = {"data": str(args.data), "trajectories": report.trajectories,
                     "rows": [asdict(r) for r in report.rows]}
-        path = save_sampler(args.checkpoint[0], SamplerConfig(args.steps, args.eta), measured)
-        print(f"sampler: {path} ({args.steps} DDIM steps, eta {args.eta})")
+        sampler = SamplerConfig(args.steps, args.eta, context_level=args.context_level)
+        path = save_sampler(args.checkpoint[0], sampler, measured)
+        print(f"sampler: {path} ({args.steps} DDIM steps, eta {args.eta}, context level "
+              f"{'default' if args.context_level is None else args.context_level})")
     return 0
 
 

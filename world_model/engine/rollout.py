@@ -5,8 +5,8 @@ Generating frame ``t`` (design/rad-method.md, "Inference"):
 1. DDIM from pure noise; every step is ONE single-frame network pass whose temporal attention runs
    against the cached keys/values of the clean context frames in ``t``'s window, and whose memory
    block reads the state after the frames that left that window (``windows.window_start``).
-2. One pass at level 0 on the clean result (at ``DiffusionConfig.context_level`` on a noised copy
-   for 'augmented' context): its keys/values go into the ring buffer, and the
+2. One pass at level 0 on the clean result (at ``SamplerConfig.context_level``, by default the
+   world's ``DiffusionConfig.context_level`` for 'augmented' context, on a noised copy): its keys/values go into the ring buffer, and the
    reward/termination heads give their outputs. Models that stack the previous frame keep it
    (``WorldState.prev``) for the next frame's tokens.
 3. Memory bookkeeping, from clean frames only, after the last denoising step, exactly as the
@@ -97,7 +97,9 @@ class RolloutEngine:
         self.window, self.mode = self.cfg.window, self.cfg.mode
         self.slots = max(self.window - 1, 0)
         self.frame_size = world.config.latent.frame_size
-        self.context_level = world.config.diffusion.engine_context_level
+        level = (sampler or SamplerConfig()).context_level
+        self.context_level = (world.config.diffusion.engine_context_level if level is None
+                              else int(level))
         self.compiled = bool(compile)
         self._frame_pass = (torch.compile(self.model.forward_frame, dynamic=False)
                             if compile else None)

@@ -22,6 +22,7 @@ trajectory's index), so a run is deterministic and independent of the batch size
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -260,6 +261,9 @@ class EvalSettings:
     """``"predict"``: which clip of each episode (:data:`.clips.CLIP_CHOICES`)."""
     dtype: str = "float32"
     """Compute dtype of the engine's network (``"bfloat16"``: autocast, state in float32)."""
+    context_level: int | None = None
+    """Noise level of the context frames (``SamplerConfig.context_level``); None: each world's
+    sampler's, else its training default."""
 
 
 def world_sampler_for(path: str | os.PathLike, settings: EvalSettings) -> SamplerConfig:
@@ -269,8 +273,12 @@ def world_sampler_for(path: str | os.PathLike, settings: EvalSettings) -> Sample
     from world_model.checkpoint import load_sampler
 
     if settings.steps is not None:
-        return SamplerConfig(settings.steps, settings.eta)
-    return load_sampler(path) or SamplerConfig(50, settings.eta)
+        sampler = SamplerConfig(settings.steps, settings.eta)
+    else:
+        sampler = load_sampler(path) or SamplerConfig(50, settings.eta)
+    if settings.context_level is not None:
+        sampler = dataclasses.replace(sampler, context_level=settings.context_level)
+    return sampler
 
 
 def evaluate(checkpoints: Sequence[str | os.PathLike], data: str | os.PathLike,
