@@ -54,8 +54,9 @@ LAYERS = {
     "world_model.training": ("engine", "evaluation", "sim", "commands", "cli"),
     "world_model.evaluation": ("training", "sim", "commands", "cli"),
 }
-#: Exceptions to :data:`LAYERS`: the frame metrics are a leaf that the VAE trainer validates with.
-ALLOWED = {"world_model.training": ("world_model.evaluation.metrics",)}
+#: Exceptions to :data:`LAYERS`: the frame metrics are a leaf that the VAE trainer validates with,
+#: and the inverse-dynamics judge is the network ``rad train-idm`` trains.
+ALLOWED = {"world_model.training": ("world_model.evaluation.metrics", "world_model.evaluation.idm")}
 _ENTRY_POINT = re.compile(r"^([A-Za-z_][\w.]*):[A-Za-z_]\w*$")
 
 

@@ -9,7 +9,7 @@ import torch
 from world_model.autoencoder import AutoencoderConfig, RADAutoencoder, is_rad_autoencoder
 from world_model.data.dataset import EpisodeWindows
 from world_model.data.format import list_episodes
-from world_model.data.latent_cache import (
+from world_model.training.latent_cache import (
     LatentEpisodes,
     LatentWindows,
     cache_dir,

@@ -136,7 +136,7 @@ class RADAutoencoder(nn.Module):
 
     @classmethod
     def from_pretrained(cls, path: str | Path) -> RADAutoencoder:
-        from world_model.checkpoint import load_state_into
+        from world_model.weights import load_state_into
 
         path = Path(path)
         try:

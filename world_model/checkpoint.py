@@ -17,14 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from world_model.config import RunConfig, SamplerConfig
 from world_model.devices import resolve_device
 from world_model.errors import CheckpointError, UserError
-from world_model.io import atomic_write, atomic_write_text
+from world_model.io import atomic_write_text
+from world_model.weights import load_state_into, save_weights
 from world_model.world import World, build_world
 
 logger = logging.getLogger(__name__)
@@ -34,11 +33,6 @@ WEIGHTS_FILE = "model.safetensors"
 TRAIN_STATE_FILE = "train_state.pt"
 VAE_DIR = "vae"
 SAMPLER_FILE = "sampler.json"
-
-
-def save_weights(path: str | Path, state_dict: dict[str, torch.Tensor]) -> None:
-    tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
-    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
 
 
 def save_world(run_dir: str | Path, config: RunConfig, model: nn.Module,
@@ -55,31 +49,6 @@ def save_world(run_dir: str | Path, config: RunConfig, model: nn.Module,
     save_weights(run_dir / WEIGHTS_FILE, model.state_dict())
     config.save(run_dir / CONFIG_FILE)
     return run_dir
-
-
-def load_state_into(module: nn.Module, path: Path) -> None:
-    """Load safetensors weights with an error naming the file and every mismatch."""
-    if not path.is_file():
-        raise CheckpointError(f"{path}: missing weights file")
-    try:
-        state = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: corrupt or unreadable safetensors file ({exc})") from exc
-    own = module.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    shapes = [f"{k}: file {tuple(state[k].shape)} vs config {tuple(own[k].shape)}"
-              for k in own if k in state and state[k].shape != own[k].shape]
-    if missing or unexpected or shapes:
-        parts = []
-        if missing:
-            parts.append(f"missing {len(missing)} tensor(s), e.g. {missing[:3]}")
-        if unexpected:
-            parts.append(f"unexpected {len(unexpected)} tensor(s), e.g. {unexpected[:3]}")
-        if shapes:
-            parts.append(f"shape mismatch: {shapes[:3]}")
-        raise CheckpointError(f"{path}: weights do not match config.json: " + "; ".join(parts))
-    module.load_state_dict(state)
 
 
 def load(run_dir: str | Path, device: str | torch.device = "cpu") -> World:

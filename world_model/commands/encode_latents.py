@@ -23,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from world_model.data.latent_cache import encode_data
+    from world_model.training.latent_cache import encode_data
 
     bar = tqdm(desc="encode latents", unit="episode", dynamic_ncols=True, disable=args.no_progress)
 

@@ -141,8 +141,8 @@ def judge(idm: InverseDynamicsModel, frames: Tensor, batch: int = 512
 def save_idm(path: str | Path, model: InverseDynamicsModel,
              measured: dict | None = None) -> Path:
     """Write ``config.json`` and ``model.safetensors`` (and ``idm.json`` with ``measured``)."""
-    from world_model.checkpoint import save_weights
     from world_model.io import atomic_write_text
+    from world_model.weights import save_weights
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
@@ -161,7 +161,7 @@ def load_idm(path: str | Path, device: str | torch.device = "cpu") -> InverseDyn
         CheckpointError: a missing or foreign directory (a world checkpoint is named as such),
             another version, or weights that do not fit the config.
     """
-    from world_model.checkpoint import load_state_into
+    from world_model.weights import load_state_into
 
     path = Path(path)
     cfg_file = path / CONFIG_FILE

@@ -44,7 +44,7 @@ class Batch:
     """``(B, T) bool`` or None (Memory Maze episodes never terminate)."""
     latents: Tensor | None = None
     """``(B, T, C, h, w) float32``: the frames' latents already encoded
-    (:mod:`world_model.data.latent_cache`); the codec is then not run."""
+    (:mod:`world_model.training.latent_cache`); the codec is then not run."""
 
     @classmethod
     def from_dict(cls, d: dict[str, Tensor], device=None) -> Batch:

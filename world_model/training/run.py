@@ -220,7 +220,7 @@ class WorldRun:
         from tqdm.auto import tqdm
 
         from world_model.data.dataset import make_dataloaders
-        from world_model.data.latent_cache import make_latent_loaders
+        from world_model.training.latent_cache import make_latent_loaders
 
         tc = self.config.train
         common = {"seq_len": tc.seq_len, "batch_size": tc.batch_size,
