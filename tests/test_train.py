@@ -187,3 +187,40 @@ def test_two_process_gloo_ddp_run_completes(tmp_path, real_episodes_dir):
     state = torch.load(tmp_path / "ddp" / "train_state.pt", weights_only=True)
     assert state["step"] == 3 and len(state["rng"]) == 2
     load(tmp_path / "ddp")
+
+
+def test_init_from_warm_starts_a_new_run_from_a_world(tmp_path, real_episodes_dir):
+    from world_model.training.run import WorldRun
+
+    opts = TrainOptions(device="cpu", wandb="disabled", progress=False)
+    train(tiny_run_config(steps=3), real_episodes_dir, tmp_path / "first", opts)
+    source = load(tmp_path / "first").model.state_dict()
+    warm = TrainOptions(device="cpu", wandb="disabled", progress=False,
+                        init_from=str(tmp_path / "first"))
+    run = WorldRun(tiny_run_config(steps=2), real_episodes_dir, tmp_path / "second", warm)
+    assert run.trainer.step == 0  # a new run: fresh optimiser, its own warm-up
+    for k, v in run.trainer.model.state_dict().items():
+        assert torch.equal(v, source[k]), k
+    for k, v in run.trainer.ema.model.state_dict().items():
+        assert torch.equal(v, source[k]), k
+    run.run()
+    info = json.loads((tmp_path / "second" / "train_info.json").read_text())
+    assert info["step"] == 2 and info["campaign_steps"] == 5  # 3 steps before the warm start
+    assert info["campaign_cpu_minutes"] > info["cpu_minutes"] > 0
+    assert json.loads((tmp_path / "second" / "init_from.json").read_text())["init_from"] == str(
+        (tmp_path / "first").resolve())
+
+
+def test_init_from_refuses_a_world_of_another_shape(tmp_path, real_episodes_dir):
+    opts = TrainOptions(device="cpu", wandb="disabled", progress=False)
+    train(tiny_run_config(steps=1), real_episodes_dir, tmp_path / "first", opts)
+    other = tiny_run_config(steps=1)
+    other = dataclasses.replace(other, model=dataclasses.replace(other.model, depth=other.model.depth + 1))
+    with pytest.raises(Exception, match="depth"):
+        train(other, real_episodes_dir, tmp_path / "second",
+              TrainOptions(device="cpu", wandb="disabled", progress=False,
+                           init_from=str(tmp_path / "first")))
+    with pytest.raises(Exception, match="not a world directory"):
+        train(tiny_run_config(steps=1), real_episodes_dir, tmp_path / "third",
+              TrainOptions(device="cpu", wandb="disabled", progress=False,
+                           init_from=str(tmp_path / "nothing")))

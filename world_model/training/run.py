@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from world_model.checkpoint import CONFIG_FILE, TRAIN_STATE_FILE, save_world
+from world_model.checkpoint import CONFIG_FILE, TRAIN_STATE_FILE, WEIGHTS_FILE, save_world
 from world_model.config import RunConfig
 from world_model.data.spec import read_data_spec
 from world_model.devices import resolve_device, resolve_precision
@@ -34,7 +34,13 @@ from world_model.training import distributed as D
 from world_model.training.logger import RunLogger
 from world_model.training.objective import Batch, WorldModelObjective
 from world_model.training.trainer import Trainer
+from world_model.weights import load_state_into
 from world_model.world import build_world
+
+#: Written into a warm-started run directory: the world it started from.
+INIT_FROM_FILE = "init_from.json"
+#: Beside every saved EMA world: its step and CPU minutes, this run's and the campaign's.
+TRAIN_INFO_FILE = "train_info.json"
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +69,11 @@ class TrainOptions:
     actions_from_data: bool = True
     """Size the world's action set to the data (``model.num_actions`` = the files' action count);
     False keeps the config's, which must then be at least the data's."""
+    init_from: str | None = None
+    """Warm start: a new run (no train state in the run directory yet) starts from the weights of
+    this world directory (config.json + model.safetensors, e.g. a shipped world), with a fresh
+    optimiser and the config's warm-up. Its model config must equal the run's. Ignored when the
+    run directory already holds a run to resume."""
 
 
 def fit_to_data(config: RunConfig, data_dir: str | Path, actions_from_data: bool = True
@@ -106,6 +117,8 @@ class WorldRun:
         self.data_dir, self.run_dir = Path(data_dir), Path(run_dir)
         self.config = fit_to_data(config, self.data_dir, options.actions_from_data)
         self.options = options
+        self._source_info: dict[str, Any] | None = None
+        self._init_source: str | None = None
         config = self.config
         self.device = resolve_device(options.device, int(os.environ.get("LOCAL_RANK", "0")))
         self.dist = D.init_distributed(self.device)
@@ -152,11 +165,46 @@ class WorldRun:
                 raise UserError(f"{self.run_dir}: the model/diffusion config differs from the run "
                                 "being resumed; resume with the same --config")
             self._load_train_state(state_file)
-        elif self.options.resume:
-            logger.warning("%s has no %s: starting a new run", self.run_dir, TRAIN_STATE_FILE)
+            if (self.run_dir / INIT_FROM_FILE).is_file():
+                saved_init = json.loads((self.run_dir / INIT_FROM_FILE).read_text())
+                self._source_info = saved_init.get("source_train_info")
+                self._init_source = saved_init.get("init_from")
+        else:
+            if self.options.resume:
+                logger.warning("%s has no %s: starting a new run", self.run_dir, TRAIN_STATE_FILE)
+            if self.options.init_from is not None:
+                self._warm_start(Path(self.options.init_from))
         if self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
+            if self._init_source is not None and not state_file.exists():
+                atomic_write_text(self.run_dir / INIT_FROM_FILE, json.dumps(
+                    {"init_from": self._init_source, "source_train_info": self._source_info},
+                    indent=2) + "\n")
         D.barrier(self.dist)
+
+    def _warm_start(self, world_dir: Path) -> None:
+        """Load ``world_dir``'s weights into the model and its EMA (fresh optimiser, step 0)."""
+        if not (world_dir / CONFIG_FILE).is_file():
+            raise UserError(f"--init-from {world_dir}: not a world directory (no {CONFIG_FILE})")
+        source = RunConfig.load(world_dir / CONFIG_FILE)
+        if source.model != self.config.model:
+            diff = {f.name: (getattr(source.model, f.name), getattr(self.config.model, f.name))
+                    for f in dataclasses.fields(source.model)
+                    if getattr(source.model, f.name) != getattr(self.config.model, f.name)}
+            raise UserError(f"--init-from {world_dir}: its model config differs from this run's "
+                            f"(field: (world, run)) {diff}; train with --config "
+                            f"{world_dir / CONFIG_FILE}")
+        if source.latent.kind != self.config.latent.kind:
+            raise UserError(f"--init-from {world_dir}: latents '{source.latent.kind}' there, "
+                            f"'{self.config.latent.kind}' here")
+        load_state_into(self.trainer.model, world_dir / WEIGHTS_FILE)
+        if self.trainer.ema is not None:
+            self.trainer.ema.model.load_state_dict(self.trainer.model.state_dict())
+        info = world_dir / TRAIN_INFO_FILE
+        self._source_info = json.loads(info.read_text()) if info.is_file() else None
+        self._init_source = str(world_dir.resolve())
+        logger.info("warm start from %s (fresh optimiser, %d warm-up steps)", world_dir,
+                    self.config.train.warmup_steps)
 
     def _load_train_state(self, path: Path) -> None:
         try:
@@ -181,7 +229,19 @@ class WorldRun:
         # The world first, the train state last: a run directory with a train state always holds
         # a complete world, whenever the process is killed.
         save_world(self.run_dir, self.config, self.trainer.ema.model, vae_source=self._vae_source())
+        atomic_write_text(self.run_dir / TRAIN_INFO_FILE, json.dumps(self.train_info()) + "\n")
         atomic_write(self.run_dir / TRAIN_STATE_FILE, lambda tmp: torch.save(state, tmp))
+
+    def train_info(self) -> dict[str, Any]:
+        """Where the EMA world stands: this run's step and CPU minutes, and the campaign's
+        (warm-started runs add the steps and CPU minutes of the world they started from)."""
+        src = self._source_info or {}
+        minutes = self.trainer.cpu_seconds / 60.0
+        return {"step": self.trainer.step, "cpu_minutes": minutes,
+                "campaign_steps": int(src.get("campaign_steps", src.get("step", 0))) + self.trainer.step,
+                "campaign_cpu_minutes": float(src.get("campaign_cpu_minutes",
+                                                      src.get("cpu_minutes", 0.0))) + minutes,
+                "init_from": self._init_source}
 
     def _vae_source(self) -> str | None:
         return self.config.latent.vae_path if self.config.latent.kind == "vae" else None
@@ -192,8 +252,7 @@ class WorldRun:
         path = self.run_dir / "steps" / f"{step:06d}"
         if self.dist.is_main:
             save_world(path, self.config, self.trainer.ema.model, vae_source=self._vae_source())
-            meta = {"step": step, "cpu_minutes": self.trainer.cpu_seconds / 60.0}
-            atomic_write_text(path / "train_info.json", json.dumps(meta) + "\n")
+            atomic_write_text(path / TRAIN_INFO_FILE, json.dumps(self.train_info()) + "\n")
         return path
 
     # -- validation ---------------------------------------------------------------------------------

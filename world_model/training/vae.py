@@ -37,7 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from world_model.devices import resolve_device
-from world_model.errors import CheckpointError, DataError, UserError, require
+from world_model.errors import DataError, UserError, require
 from world_model.evaluation.metrics import psnr
 from world_model.io import atomic_write_text
 from world_model.latents import frames_to_float
@@ -275,9 +275,10 @@ def train_vae(data_dir: str | Path, out_dir: str | Path, config: VAETrainConfig 
         raise UserError(f"{out}: exists and is not empty; pass --resume to continue it or choose "
                         f"another --out")
     if config.resume:
-        if not (out / TRAIN_STATE_FILE).is_file():
-            raise CheckpointError(f"{out / TRAIN_STATE_FILE}: nothing to resume")
-        check_resume_config(out, config)
+        if (out / TRAIN_STATE_FILE).is_file():
+            check_resume_config(out, config)
+        else:  # as rad train and rad train-idm: --resume on a new run starts it
+            logger.warning("%s has no %s: starting a new run", out, TRAIN_STATE_FILE)
     device = resolve_device(config.device)
     val = data.val_frames
     size = val.shape[1]
@@ -293,8 +294,9 @@ def train_vae(data_dir: str | Path, out_dir: str | Path, config: VAETrainConfig 
     trainer = Trainer(vae, VAEObjective(vae, config, device), optimizer, lr=config.lr,
                       warmup_steps=config.warmup_steps, grad_clip=config.grad_clip,
                       max_nonfinite=1, advice="lower --lr", device=device)
-    start = load_train_state(out, trainer) if config.resume else 0
-    if config.resume:
+    resuming = config.resume and (out / TRAIN_STATE_FILE).is_file()
+    start = load_train_state(out, trainer) if resuming else 0
+    if resuming:
         logger.info("resumed %s at step %d", out, start)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / TRAIN_CONFIG_FILE, json.dumps(config_dict(config), indent=2) + "\n")
