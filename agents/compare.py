@@ -67,18 +67,27 @@ class CompareConfig:
     stochastic: bool = False
     """Score with sampled actions instead of the most likely one."""
     num_envs: int = 8
+    """Worlds (or real envs) stepped together for each PPO run."""
     n_steps: int = 128
+    """PPO steps per env between updates."""
     batch_size: int = 256
+    """PPO minibatch size."""
     n_epochs: int = 4
+    """PPO epochs over each rollout buffer."""
     learning_rate: float = 2.5e-4
+    """PPO learning rate (Adam)."""
     gamma: float = 0.99
+    """Discount factor."""
     ent_coef: float = 0.01
+    """PPO entropy bonus coefficient."""
     sampling_steps: int | None = None
     """DDIM steps per imagined frame; None: the world's own."""
     episode_steps: int = 1000
     """Training episode length, imagined and real."""
     world_device: str = "cpu"
+    """Device of the world model (cpu, cuda, auto)."""
     policy_device: str = "auto"
+    """Device of the PPO networks."""
     out: str = "runs/compare"
     """Directory for table.md, table.json and runs/ (one training run per cell)."""
 
@@ -295,20 +304,9 @@ def run_compare(cfg: CompareConfig, command: str | None = None,
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m agents.compare", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    choices = {"algos": list(ALGOS), "envs": list(ENVS)}
-    for f in dataclasses.fields(CompareConfig):
-        flag = f"--{f.name.replace('_', '-')}"
-        doc = f"(default: {f.default})"
-        if isinstance(f.default, bool):
-            parser.add_argument(flag, action="store_true", help=doc)
-        elif isinstance(f.default, tuple):
-            parser.add_argument(flag, nargs="+", type=type(f.default[0]), default=list(f.default),
-                                choices=choices.get(f.name), help=doc)
-        else:
-            kind = type(f.default) if f.default is not None else (
-                int if "int" in str(f.type) else str)
-            parser.add_argument(flag, type=kind, default=f.default, help=doc)
-    return parser
+    from world_model.options import add_options
+
+    return add_options(parser, CompareConfig, choices={"algos": ALGOS, "envs": ENVS})
 
 
 def main(argv: list[str] | None = None) -> int:

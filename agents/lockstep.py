@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from world_model.errors import RadError, UserError
+from world_model.options import from_args
 
 logger = logging.getLogger(__name__)
 
@@ -37,16 +38,19 @@ class LockstepConfig:
     checkpoint: str | None = None
     """World run directory; None: the world shipped with rad_env."""
     out: str = "reports/lockstep"
+    """Report directory (lockstep.json, curves.png, videos)."""
     episodes: int = 4
+    """Real episodes run in lockstep with the world."""
     context: int = 20
     """Real frames the world starts from."""
     steps: int = 100
     """Lockstep steps after the context."""
-    sampling_steps: int = 4
-    """DDIM steps per imagined frame."""
+    sampling_steps: int | None = None
+    """Sampler steps per frame (None: the world's sampler.json, else 10)."""
     size: str = "9x9"
     """Memory Maze size."""
     seed: int = 0
+    """Seeds the real env and its policy (episode e: seed + e)."""
     videos: int = 2
     """Side-by-side videos written for the first this many episodes."""
 
@@ -103,20 +107,18 @@ def run_lockstep(cfg: LockstepConfig, progress: bool = True) -> LockstepResult:
     from tqdm.auto import tqdm
 
     from rad_env.worlds import resolve_checkpoint
-    from world_model.checkpoint import load
-    from world_model.config import SamplerConfig
-    from world_model.engine.rollout import RolloutEngine
     from world_model.evaluation import metrics
     from world_model.evaluation.videos import side_by_side, write_video
+    from world_model.loading import load_engine
 
-    if min(cfg.episodes, cfg.context, cfg.steps, cfg.sampling_steps) < 1:
+    if min(cfg.episodes, cfg.context, cfg.steps, cfg.sampling_steps or 1) < 1:
         raise UserError(f"LockstepConfig: counts must be >= 1: {cfg}")
-    world = load(resolve_checkpoint(cfg.checkpoint))
+    engine = load_engine(resolve_checkpoint(cfg.checkpoint), steps=cfg.sampling_steps)
+    world = engine.world
     if world.config.latent.frame_size != 64 or world.config.model.num_actions != 6:
         raise UserError("lockstep runs the real Memory Maze (64x64 frames, 6 actions); this world "
                         f"makes {world.config.latent.frame_size}px frames with "
                         f"{world.config.model.num_actions} actions")
-    engine = RolloutEngine(world, SamplerConfig(steps=cfg.sampling_steps))
     out = Path(cfg.out)
     rows: dict[str, list[np.ndarray]] = {"psnr": [], "ssim": [], "floor_psnr": [], "floor_ssim": []}
     for e in tqdm(range(cfg.episodes), desc="lockstep", unit="episode", disable=not progress):
@@ -164,15 +166,13 @@ def plot_lockstep(path: Path, result: LockstepResult) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m agents.lockstep", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    for f in dataclasses.fields(LockstepConfig):
-        kind = type(f.default) if f.default is not None else str
-        parser.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=f.default,
-                            help=f"(default: {f.default})")
-    return parser
+    from world_model.options import add_options
+
+    return add_options(parser, LockstepConfig)
 
 
 def main(argv: list[str] | None = None) -> int:
-    cfg = LockstepConfig(**vars(build_parser().parse_args(argv)))
+    cfg = from_args(LockstepConfig, build_parser().parse_args(argv))
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         result = run_lockstep(cfg)

@@ -22,6 +22,7 @@ import numpy as np
 
 from agents.planning import PlannerConfig
 from world_model.errors import RadError, UserError
+from world_model.options import from_args
 
 logger = logging.getLogger(__name__)
 
@@ -35,12 +36,13 @@ class MPCConfig:
     env_id: str = "rad_env:MemoryMaze-9x9-v0"
     """The REAL environment acted in (same spaces as the world)."""
     episodes: int = 1
+    """Real episodes to play under model-predictive control."""
     max_steps: int = 1000
     """Real steps per episode (Memory Maze 9x9 episodes are 1000 steps)."""
     replan_every: int = 4
     """Real steps taken from each plan before planning again."""
-    sampling_steps: int = 4
-    """DDIM steps per imagined frame."""
+    sampling_steps: int | None = None
+    """Sampler steps per frame (None: the world's sampler.json, else 10)."""
     seed: int = 0
     """Seeds the real env (episode e: seed + e), the world's noise and the planner."""
 
@@ -61,14 +63,12 @@ def run_mpc(mpc: MPCConfig, planner_cfg: PlannerConfig, progress: bool = True) -
 
     from agents.planning import Planner
     from rad_env.worlds import resolve_checkpoint
-    from world_model.checkpoint import load
-    from world_model.config import SamplerConfig
-    from world_model.engine.rollout import RolloutEngine
+    from world_model.loading import load_engine
 
-    if min(mpc.episodes, mpc.max_steps, mpc.replan_every, mpc.sampling_steps) < 1:
+    if min(mpc.episodes, mpc.max_steps, mpc.replan_every, mpc.sampling_steps or 1) < 1:
         raise UserError(f"MPCConfig: counts must be >= 1: {mpc}")
-    world = load(resolve_checkpoint(mpc.checkpoint))
-    engine = RolloutEngine(world, SamplerConfig(steps=mpc.sampling_steps))
+    engine = load_engine(resolve_checkpoint(mpc.checkpoint), steps=mpc.sampling_steps)
+    world = engine.world
     num_actions = world.config.model.num_actions
     planner = Planner(engine, num_actions, dataclasses.replace(planner_cfg, seed=mpc.seed))
     env = gymnasium.make(mpc.env_id)
@@ -116,22 +116,17 @@ def run_mpc(mpc: MPCConfig, planner_cfg: PlannerConfig, progress: bool = True) -
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m agents.plan", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    for cls in (MPCConfig, PlannerConfig):
-        for f in dataclasses.fields(cls):
-            if f.name == "seed" and cls is PlannerConfig:
-                continue  # one seed for everything (MPCConfig.seed)
-            kind = type(f.default) if f.default is not None else str
-            parser.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=f.default,
-                                help=f"(default: {f.default})")
-    return parser
+    from world_model.options import add_options
+
+    add_options(parser, MPCConfig)
+    return add_options(parser, PlannerConfig, skip=("seed",))  # one seed: MPCConfig.seed
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = vars(build_parser().parse_args(argv))
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    mpc = MPCConfig(**{f.name: args[f.name] for f in dataclasses.fields(MPCConfig)})
-    planner = PlannerConfig(**{f.name: args[f.name] for f in dataclasses.fields(PlannerConfig)
-                               if f.name != "seed"})
+    mpc = from_args(MPCConfig, args)
+    planner = from_args(PlannerConfig, args, skip=("seed",))
     try:
         results = run_mpc(mpc, planner.validate())
     except RadError as exc:  # errors meant for the user: no traceback

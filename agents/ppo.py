@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from world_model.errors import RadError
+from world_model.options import from_args
 
 logger = logging.getLogger(__name__)
 
@@ -76,9 +77,13 @@ class PPOConfig:
     batch_size: int = 256
     """Minibatch size; at most n_steps * num_envs."""
     n_epochs: int = 4
+    """Epochs over each rollout buffer."""
     learning_rate: float = 2.5e-4
+    """Adam learning rate."""
     gamma: float = 0.99
+    """Discount factor."""
     ent_coef: float = 0.01
+    """Entropy bonus coefficient."""
     seed: int = 0
     """Seeds the envs (row i: seed + i) and PPO."""
     out: str = "runs/ppo-imagination"
@@ -265,18 +270,15 @@ def notify_resets(env: Any, on_reset: Callable[[], None]) -> Any:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m agents.ppo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    choices = {"algo": list(ALGOS), "env": list(ENVS)}
-    for f in dataclasses.fields(PPOConfig):
-        kind = type(f.default) if f.default is not None else (int if "int" in str(f.type) else str)
-        parser.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=f.default,
-                            choices=choices.get(f.name), help=f"(default: {f.default})")
-    return parser
+    from world_model.options import add_options
+
+    return add_options(parser, PPOConfig, choices={"algo": ALGOS, "env": ENVS})
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    cfg = PPOConfig(**vars(args))
+    cfg = from_args(PPOConfig, args)
     try:
         model = train_ppo(cfg)
     except RadError as exc:  # errors meant for the user: no traceback

@@ -52,6 +52,7 @@ from typing import Any
 import numpy as np
 
 from world_model.errors import CheckpointError, RadError, UserError
+from world_model.options import from_args
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +74,7 @@ class ProbeConfig:
     data: str = "data/maze9-heldout"
     """Directory of real episode files with the global observables (not the worlds' training data)."""
     out: str = "reports/probes"
+    """Report directory (probes.json, probes.md)."""
     train_episodes: int = 16
     """The first this many episode files (sorted) fit the probes."""
     test_episodes: int = 8
@@ -86,9 +88,11 @@ class ProbeConfig:
     layout_window: int = 5
     """Side of the (odd, world-aligned) layout window around the agent's cell."""
     device: str = "cpu"
+    """Device of the world model (cpu, cuda, auto)."""
     dtype: str = "float32"
     """Compute dtype of the network passes (bfloat16 on a GPU is faster)."""
     seed: int = 0
+    """Seeds the world's sampling noise."""
 
     def validate(self) -> ProbeConfig:
         if self.train_episodes < 1 or self.test_episodes < 1:
@@ -345,12 +349,10 @@ def probe_world(run_dir: Path, cfg: ProbeConfig, episodes: ProbeEpisodes, n_trai
     scored on the rest. ``targets``: ``{name: (B, S, O)}``."""
     import torch
 
-    from world_model.checkpoint import load
-    from world_model.devices import resolve_dtype
-    from world_model.engine.rollout import RolloutEngine
+    from world_model.loading import load_engine
 
-    world = load(run_dir, cfg.device)
-    engine = RolloutEngine(world, compute_dtype=resolve_dtype(cfg.dtype))
+    # (the probes read features of real frames fed in: the sampler is never run)
+    engine = load_engine(run_dir, device=cfg.device, dtype=cfg.dtype)
     with torch.inference_mode():
         feats = extract_features(engine, episodes.frames, episodes.actions, cfg.every, cfg.seed,
                                  progress)
@@ -367,7 +369,7 @@ def probe_world(run_dir: Path, cfg: ProbeConfig, episodes: ProbeEpisodes, n_trai
         row = probe_feature(_flat(f[:n_train]), train_y, _flat(f[n_train:]), test_y, held_back,
                             cfg.ridge)
         rows.append({"feature": kind, "layer": int(layer), **row})
-    m = world.config.model
+    m = engine.world.config.model
     return {"run": str(run_dir), "memory": m.memory, "mode": m.mode, "window": m.window,
             "depth": m.depth, "features": rows}
 
@@ -453,20 +455,18 @@ def run_probes(cfg: ProbeConfig, progress: bool = True) -> dict[str, Any]:
 
 
 # -- command line --------------------------------------------------------------------------------
-_TYPES = {"int": int, "float": float, "str": str, "str | None": str, "float | None": float}
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m agents.probes", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    for f in dataclasses.fields(ProbeConfig):
-        parser.add_argument(f"--{f.name.replace('_', '-')}", type=_TYPES[str(f.type)],
-                            default=f.default, help=f"(default: {f.default})")
-    return parser
+    from world_model.options import add_options
+
+    return add_options(parser, ProbeConfig)
 
 
 def main(argv: list[str] | None = None) -> int:
-    cfg = ProbeConfig(**vars(build_parser().parse_args(argv)))
+    cfg = from_args(ProbeConfig, build_parser().parse_args(argv))
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         report = run_probes(cfg)

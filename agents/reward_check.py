@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from world_model.errors import RadError, UserError
+from world_model.options import from_args
 
 logger = logging.getLogger(__name__)
 
@@ -45,17 +46,21 @@ class RewardCheckConfig:
     checkpoint: str | None = None
     """World run directory; None: the world shipped with rad_env."""
     out: str = "reports/reward"
+    """Report directory."""
     max_episodes: int = 8
+    """Episode files read from --data."""
     context: int = 20
     """Open loop: real frames before each imagined segment."""
     horizon: int = 40
     """Open loop: imagined frames per segment (segments tile each episode)."""
     tolerance: int = 2
     """Open loop: steps of slack when matching predicted to real events."""
-    sampling_steps: int = 4
+    sampling_steps: int | None = None
+    """Sampler steps per frame (None: the world's sampler.json, else 10)."""
     batch: int = 8
     """Open-loop segments imagined together."""
     seed: int = 0
+    """Seeds the world's noise."""
 
 
 def precision_recall(pred: np.ndarray, real: np.ndarray, tolerance: int = 0
@@ -95,15 +100,13 @@ def run_reward_check(cfg: RewardCheckConfig) -> dict:
     import torch
 
     from rad_env.worlds import resolve_checkpoint
-    from world_model.checkpoint import load
-    from world_model.config import SamplerConfig
     from world_model.data.format import action_indices, list_episodes, read_episode
-    from world_model.engine.rollout import RolloutEngine
+    from world_model.loading import load_engine
 
-    world = load(resolve_checkpoint(cfg.checkpoint))
+    engine = load_engine(resolve_checkpoint(cfg.checkpoint), steps=cfg.sampling_steps)
+    world = engine.world
     if not world.config.model.reward_head:
         raise UserError("this world has no reward head (model.reward_head=false)")
-    engine = RolloutEngine(world, SamplerConfig(steps=cfg.sampling_steps))
     paths = list_episodes(cfg.data)[:cfg.max_episodes]
     if not paths:
         raise UserError(f"{cfg.data}: no episode files")
@@ -153,15 +156,13 @@ def run_reward_check(cfg: RewardCheckConfig) -> dict:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m agents.reward_check", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    for f in dataclasses.fields(RewardCheckConfig):
-        kind = type(f.default) if f.default is not None else str
-        parser.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=f.default,
-                            help=f"(default: {f.default})")
-    return parser
+    from world_model.options import add_options
+
+    return add_options(parser, RewardCheckConfig)
 
 
 def main(argv: list[str] | None = None) -> int:
-    cfg = RewardCheckConfig(**vars(build_parser().parse_args(argv)))
+    cfg = from_args(RewardCheckConfig, build_parser().parse_args(argv))
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         report = run_reward_check(cfg)

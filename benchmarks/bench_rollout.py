@@ -94,7 +94,7 @@ class WindowRecompute:
     def step(self, actions, generators):
         import torch
 
-        from world_model.diffusion.ddim import randn_rows
+        from world_model.diffusion.samplers import randn_rows
 
         engine, B = self.engine, len(generators)
         ctx = self._context()
@@ -107,12 +107,14 @@ class WindowRecompute:
                      for layer in range(len(self.memory))]
         acts = torch.stack([c[1] for c in ctx] + [actions], dim=1)
         x = randn_rows(generators, engine.latent_shape, engine.device)
-        for level, next_level in engine.sampler.pairs():
+        def denoise(x, level):  # the whole window recomputed for every pass
             seq = torch.stack([c[0] for c in ctx] + [x], dim=1)
             levels = torch.zeros(B, P + 1, dtype=torch.long, device=engine.device)
             levels[:, -1] = level
-            out = self.model(seq, levels, acts, reads).prediction[:, -1]
-            x = engine.sampler.step(x, out, level, next_level)
+            return self.model(seq, levels, acts, reads).prediction[:, -1]
+
+        x = engine.sampler.sample(denoise, x, lambda: randn_rows(generators, engine.latent_shape,
+                                                                   engine.device))
         self.append(x, actions)
         return x
 

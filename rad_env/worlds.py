@@ -23,7 +23,7 @@ import copy
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,36 +34,21 @@ from gymnasium.error import ResetNeeded
 
 from rad_env.contexts import stack_contexts
 from rad_env.reset_options import ContextChooser
-from world_model.checkpoint import load, load_sampler
-from world_model.config import SamplerConfig
-from world_model.devices import resolve_dtype
+from world_model.checkpoint import load
 from world_model.engine.checks import check_actions, check_frames
-from world_model.engine.rollout import RolloutEngine, StepInfo
+from world_model.engine.rollout import StepInfo
 from world_model.engine.world_state import WorldState
 from world_model.errors import CheckpointError, UserError
+from world_model.loading import DEFAULT_STEPS, engine_for, world_sampler  # noqa: F401 (re-exported)
 from world_model.sim.real_envs import RealEnvSpec, real_env_spec
 
 logger = logging.getLogger(__name__)
 
-#: DDIM steps per frame unless ``steps=`` says otherwise.
-DEFAULT_STEPS = 10
 #: The world shipped inside the package: a run directory plus ``contexts.npz``.
 SHIPPED_WORLD = Path(__file__).resolve().parent / "weights" / "memory-maze-9x9"
 REWARD_MODES = ("round", "raw")
 #: Episode length of a world whose real env has no time limit.
 DEFAULT_MAX_STEPS = 1000
-
-
-def world_sampler(run_dir: Path, steps: int | None = None,
-                  eta: float | None = None) -> SamplerConfig:
-    """The sampler of a world: its ``sampler.json`` (or ``DEFAULT_STEPS`` deterministic DDIM)
-    with ``steps`` / ``eta`` overriding it where given."""
-    base = load_sampler(run_dir) or SamplerConfig(DEFAULT_STEPS, 0.0)
-    for name, value in (("steps", steps), ("eta", eta)):
-        if value is not None and not isinstance(value, (int, float, np.integer, np.floating)):
-            raise UserError(f"{name}={value!r}: expected a number")
-    return replace(base, steps=base.steps if steps is None else int(steps),
-                   eta=base.eta if eta is None else float(eta))
 
 
 def world_env_spec(env_id: str) -> RealEnvSpec:
@@ -206,11 +191,9 @@ class BatchedWorlds:
         self.num_envs = int(num_envs)
         self.reward_mode = reward_mode or self.real_env.reward_mode
         self.max_steps = int(max_steps or self.real_env.episode_steps or DEFAULT_MAX_STEPS)
-        sampler = world_sampler(self.run_dir, steps, eta).validate(
-            self.world.diffusion.cfg.num_levels)
-        self.engine = RolloutEngine(self.world, sampler, compute_dtype=resolve_dtype(dtype),
-                                    compile=compile)
-        self.sampling_steps = sampler.steps
+        self.engine = engine_for(self.world, self.run_dir, steps=steps, eta=eta, dtype=dtype,
+                                 compile=compile)
+        self.sampling_steps = self.engine.sampler.steps
         self.frame_size = self.world.config.latent.frame_size
         self.num_actions = self.world.config.model.num_actions
         self.observation_space = spaces.Box(0, 255, (self.frame_size, self.frame_size, 3), np.uint8)

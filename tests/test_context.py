@@ -9,7 +9,7 @@ import torch
 from model_utils import MEMORIES, MODES, tiny_engine, tiny_model
 
 from world_model.config import DiffusionConfig, ModelConfig, RunConfig, SamplerConfig
-from world_model.diffusion.ddim import DDIMSampler
+from world_model.diffusion.samplers import DDIMSampler
 from world_model.diffusion.schedule import Diffusion
 from world_model.engine.rollout import RolloutEngine
 from world_model.errors import CheckpointError, UserError
@@ -236,7 +236,7 @@ def test_ddim_with_an_oracle_recovers_the_frame_through_the_skip_connection():
         a, s = diffusion.coefficients(lv)
         eps = (x - a.view(-1, 1, 1, 1) * x0) / s.view(-1, 1, 1, 1)
         oracle = diffusion.target(x0[:, None], eps[:, None], lv[:, None])[:, 0]
-        x = sampler.step(x, oracle, level, next_level)
+        x = sampler.update(x, oracle, level, next_level)
     torch.testing.assert_close(x, x0, rtol=0, atol=1e-4)
 
 
@@ -258,8 +258,8 @@ def test_sampler_clips_predicted_frames_to_the_codec_range():
     clipped = DDIMSampler(diffusion, SamplerConfig(steps=2), value_range=(-1.0, 1.0))
     free = DDIMSampler(diffusion, SamplerConfig(steps=2, clip=False), value_range=(-1.0, 1.0))
     x, wild = torch.randn(2, 3, 4, 4), torch.full((2, 3, 4, 4), 3.0)
-    assert float(clipped.step(x, wild, 500, 0).max()) == 1.0
-    assert float(free.step(x, wild, 500, 0).max()) == 3.0
+    assert float(clipped.update(x, wild, 500, 0).max()) == 1.0
+    assert float(free.update(x, wild, 500, 0).max()) == 3.0
 
 
 def test_rho_spaces_ddim_levels_towards_clean_and_keeps_them_distinct():

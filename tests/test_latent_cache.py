@@ -9,6 +9,9 @@ import torch
 from world_model.autoencoder import AutoencoderConfig, RADAutoencoder, is_rad_autoencoder
 from world_model.data.dataset import EpisodeWindows
 from world_model.data.format import list_episodes
+from world_model.devices import native_bf16, resolve_precision
+from world_model.errors import DataError, UserError
+from world_model.latents import VAECodec, load_vae
 from world_model.training.latent_cache import (
     LatentEpisodes,
     LatentWindows,
@@ -16,9 +19,6 @@ from world_model.training.latent_cache import (
     encode_data,
     make_latent_loaders,
 )
-from world_model.devices import native_bf16, resolve_precision
-from world_model.errors import DataError, UserError
-from world_model.latents import VAECodec, load_vae
 from world_model.training.vae import border_psnr, ssim_torch
 
 

@@ -10,7 +10,7 @@ import torch
 from model_utils import MEMORIES, MODES, tiny_engine, tiny_model
 
 from world_model.config import DiffusionConfig, SamplerConfig
-from world_model.diffusion.ddim import DDIMSampler
+from world_model.diffusion.samplers import DDIMSampler, make_sampler
 from world_model.diffusion.schedule import Diffusion
 from world_model.engine.rollout import RolloutEngine
 from world_model.engine.world_state import WorldState
@@ -135,20 +135,34 @@ def test_ddim_levels_run_from_pure_noise_to_clean():
         DDIMSampler(Diffusion(DiffusionConfig(num_levels=10)), SamplerConfig(steps=11))
 
 
+@pytest.mark.parametrize("kind", ("ddim", "heun"))
 @pytest.mark.parametrize("prediction", ("v", "eps", "x0"))
-def test_ddim_with_an_oracle_denoiser_recovers_the_clean_frame(prediction):
+def test_every_sampler_with_an_oracle_denoiser_recovers_the_clean_frame(prediction, kind):
     diffusion = Diffusion(DiffusionConfig(prediction=prediction))
-    sampler = DDIMSampler(diffusion, SamplerConfig(steps=5))
+    sampler = make_sampler(diffusion, SamplerConfig(steps=5, kind=kind))
     g = torch.Generator().manual_seed(0)
     x0 = torch.rand(3, 3, 8, 8, generator=g) * 2 - 1
-    x = torch.randn(3, 3, 8, 8, generator=g)
-    for level, next_level in sampler.pairs():
+    calls = []
+
+    def oracle(x, level):  # the output that predicts x0 exactly from x at level
+        calls.append(level)
         lv = torch.full((3,), level)
         a, s = diffusion.coefficients(lv)
         eps = (x - a.view(-1, 1, 1, 1) * x0) / s.view(-1, 1, 1, 1)  # the noise that explains x
-        oracle = diffusion.target(x0[:, None], eps[:, None], lv[:, None])[:, 0]
-        x = sampler.step(x, oracle, level, next_level)
+        return diffusion.target(x0[:, None], eps[:, None], lv[:, None])[:, 0]
+
+    x = sampler.sample(oracle, torch.randn(3, 3, 8, 8, generator=g))
     torch.testing.assert_close(x, x0, rtol=0, atol=1e-4)
+    # Heun: two passes a step but the first (from alpha = 0) and the last (to level 0)
+    assert len(calls) == (5 if kind == "ddim" else 2 * 5 - 2)
+
+
+def test_heun_is_deterministic_and_an_unknown_kind_is_refused():
+    diffusion = Diffusion(DiffusionConfig())
+    with pytest.raises(UserError, match="eta"):
+        make_sampler(diffusion, SamplerConfig(steps=2, kind="heun", eta=0.5))
+    with pytest.raises(UserError, match="kind"):
+        make_sampler(diffusion, SamplerConfig(steps=2, kind="euler-maruyama"))
 
 
 @pytest.mark.parametrize("eta", (0.0, 0.7))

@@ -380,7 +380,7 @@ class SamplerConfig:
     """How frames are sampled from a trained world (not saved with it: chosen per use)."""
 
     steps: int = 50
-    """DDIM steps per frame (paper: 50); at most the number of noise levels K."""
+    """Sampler steps per frame (paper: 50 DDIM steps); at most the number of noise levels K."""
     eta: float = 0.0
     """DDIM stochasticity: 0 is deterministic DDIM, 1 the DDPM-like posterior variance."""
     rho: float = 1.0
@@ -393,12 +393,17 @@ class SamplerConfig:
     """Noise level at which context frames are seen (the defence against drift of worlds trained
     with ``diffusion.context='augmented'``); None: the world's ``diffusion.context_level`` for
     such worlds, 0 (clean) for the others."""
+    kind: Literal["ddim", "heun"] = "ddim"
+    """'ddim' (one network pass a step) or 'heun' (second order, two passes a step but the last;
+    deterministic)."""
 
     def validate(self, num_levels: int | None = None) -> SamplerConfig:
         if self.steps < 1:
             raise UserError(f"sampler steps must be >= 1, got {self.steps}")
         if num_levels is not None and self.steps > num_levels:
             raise UserError(f"sampler steps ({self.steps}) exceed the {num_levels} noise levels")
+        if self.kind not in ("ddim", "heun"):
+            raise UserError(f"sampler kind must be 'ddim' or 'heun', got {self.kind!r}")
         if not 0.0 <= self.eta <= 1.0:
             raise UserError(f"sampler eta must be in [0, 1], got {self.eta}")
         if not self.rho > 0:

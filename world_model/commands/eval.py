@@ -32,8 +32,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="directory of evaluation trajectories (.npz)")
     p.add_argument("--out", required=True, help="report directory")
     p.add_argument("--steps", type=int, default=None,
-                   help="DDIM steps per frame (default: each world's sampler.json, else 50)")
-    p.add_argument("--eta", type=float, default=0.0, help="DDIM eta (default: 0)")
+                   help="sampler steps per frame (default: each world's sampler.json, else 10)")
+    p.add_argument("--eta", type=float, default=None,
+                   help="DDIM eta (default: each world's sampler.json, else 0)")
+    p.add_argument("--sampler", choices=("ddim", "heun"), default=None,
+                   help="sampler kind (default: each world's sampler.json, else ddim)")
     p.add_argument("--context-level", type=int, default=None,
                    help="noise level of the context frames (worlds trained with augmented "
                         "context; default: each world's sampler.json, else its training default)")
@@ -90,7 +93,8 @@ def main(args: argparse.Namespace) -> int:
         raise UserError(f"--max-trajectories must be >= 1, got {args.max_trajectories}")
     if args.horizon is not None and args.horizon < 1:
         raise UserError(f"--horizon must be >= 1, got {args.horizon}")
-    settings = EvalSettings(steps=args.steps, eta=args.eta, batch=args.batch, seed=args.seed,
+    settings = EvalSettings(steps=args.steps, eta=args.eta, sampler=args.sampler,
+                            batch=args.batch, seed=args.seed,
                             device=device, max_trajectories=args.max_trajectories,
                             horizon=args.horizon, lpips_weights=args.lpips_weights,
                             videos=args.videos, save_frames=args.save_frames,
@@ -118,14 +122,14 @@ def main(args: argparse.Namespace) -> int:
         from dataclasses import asdict
 
         from world_model.checkpoint import save_sampler
-        from world_model.config import SamplerConfig
+        from world_model.evaluation.protocol import world_sampler_for
 
         measured = {"data": str(args.data), "trajectories": report.trajectories,
                     "rows": [asdict(r) for r in report.rows]}
-        sampler = SamplerConfig(args.steps, args.eta, context_level=args.context_level)
+        sampler = world_sampler_for(args.checkpoint[0], settings)
         path = save_sampler(args.checkpoint[0], sampler, measured)
-        print(f"sampler: {path} ({args.steps} DDIM steps, eta {args.eta}, context level "
-              f"{'default' if args.context_level is None else args.context_level})")
+        print(f"sampler: {path} ({sampler.steps} {sampler.kind} steps, eta {sampler.eta}, "
+              f"context level {'default' if sampler.context_level is None else sampler.context_level})")
     return 0
 
 

@@ -29,8 +29,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      help="follow the recorded actions after the context (the default)")
     p.add_argument("--frames", type=int, help="frames to imagine (default: all that follow)")
     p.add_argument("--out", required=True, metavar="VIDEO", help="output .gif or .mp4")
-    p.add_argument("--steps", type=int, default=50, help="DDIM steps per frame (default: 50)")
-    p.add_argument("--eta", type=float, default=0.0, help="DDIM eta (default: 0)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="sampler steps per frame (default: the world's sampler.json, else 10)")
+    p.add_argument("--eta", type=float, default=None,
+                   help="DDIM eta (default: the world's sampler.json, else 0)")
+    p.add_argument("--sampler", choices=("ddim", "heun"), default=None,
+                   help="sampler kind (default: the world's sampler.json, else ddim)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, ...")
     p.add_argument("--fps", type=int, default=8, help="video frame rate (default: 8)")
@@ -58,11 +62,8 @@ def main(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from world_model.checkpoint import load
-    from world_model.config import SamplerConfig
     from world_model.data.checks import inspect_episode
     from world_model.data.format import action_indices, read_episode
-    from world_model.engine.rollout import RolloutEngine
     from world_model.errors import UserError
     from world_model.evaluation.metrics import psnr, ssim
     from world_model.evaluation.videos import (
@@ -73,8 +74,11 @@ def main(args: argparse.Namespace) -> int:
     )
 
     check_video_path(args.out)
-    world = load(args.checkpoint, args.device)
-    engine = RolloutEngine(world, SamplerConfig(args.steps, args.eta))
+    from world_model.loading import load_engine
+
+    engine = load_engine(args.checkpoint, device=args.device, steps=args.steps, eta=args.eta,
+                         kind=args.sampler)
+    world = engine.world
     inspect_episode(args.context, frame_size=world.config.latent.frame_size,
                     num_actions=engine.cfg.num_actions)  # the layout check of every reader
     ep = read_episode(args.context)
@@ -114,6 +118,6 @@ def main(args: argparse.Namespace) -> int:
         summary = "actions given on the command line: no real frames to compare"
     path = write_video(args.out, video, args.fps)
     print(f"{len(imagined)} frames imagined after {n_ctx} context frames "
-          f"({args.steps} DDIM steps); {summary}")
+          f"({engine.sampler.steps} {engine.sampler.config.kind} steps); {summary}")
     print(f"video: {path}")
     return 0

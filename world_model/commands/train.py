@@ -38,7 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="warm start a new run from this trained world's weights (fresh optimiser, "
                         "train.warmup_steps of warm-up); its model config must match")
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1 ...")
-    p.add_argument("--wandb", default="offline", choices=("offline", "online", "disabled"))
+    p.add_argument("--wandb", default="offline", choices=("offline", "online", "disabled"),
+                   help="wandb mode (default: offline, no account needed)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the training pass (minutes to compile; faster steps)")

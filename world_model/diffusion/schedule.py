@@ -1,7 +1,8 @@
 """The diffusion objective: noise schedule, diffusion-forcing levels, parameterisations, loss.
 
-(The inverse of the parameterisation, network output -> ``(x0, eps)``, is the sampler's:
-:meth:`world_model.diffusion.ddim.DDIMSampler.to_x0_eps`.)
+The parameterisation lives here both ways: :meth:`Diffusion.target` (what the network learns to
+output) and :meth:`Diffusion.x0_eps` (its output back to the predicted clean frame and noise,
+which every sampler in :mod:`world_model.diffusion.samplers` uses).
 
 No parameters. Level ``k`` in ``[0, K]``: ``x_k = alpha_k x0 + sigma_k eps`` with
 ``alpha_k^2 = alpha_bar[k]``, ``sigma_k^2 = 1 - alpha_bar[k]``; level 0 is the clean frame
@@ -86,6 +87,26 @@ class Diffusion:
         -> the predicted clean frames."""
         w_x, w_out = (self._expand(w, x_t) for w in self.skip_weights(*self.coefficients(levels)))
         return w_x * x_t.float() + w_out * output.float()
+
+    def x0_eps(self, x: Tensor, output: Tensor, level: int,
+               clip_range: tuple[float, float] | None = None) -> tuple[Tensor, Tensor]:
+        """The network's ``output`` for ``x (B, ...)`` at the integer ``level`` -> the predicted
+        ``(x0, eps)`` in float32 under ``cfg.prediction``; with ``clip_range`` x0 is clamped to it
+        and eps recomputed so that ``x = alpha x0 + sigma eps`` still holds."""
+        x, output = x.float(), output.float()
+        a, s = (c.to(x.device) for c in self.coefficients(torch.tensor(level)))
+        if self.cfg.prediction == "v":
+            x0, eps = a * x - s * output, s * x + a * output
+        elif self.cfg.prediction == "eps":
+            x0, eps = (x - s * output) / a.clamp(min=1e-4), output
+        else:
+            w_x, w_out = self.skip_weights(a, s)
+            x0 = w_x * x + w_out * output
+            eps = (x - a * x0) / s.clamp(min=1e-4)
+        if clip_range is not None:
+            x0 = x0.clamp(*clip_range)
+            eps = (x - a * x0) / s.clamp(min=1e-4)
+        return x0, eps
 
     def target(self, x0: Tensor, noise: Tensor, levels: Tensor) -> Tensor:
         """What the network is trained to output under ``cfg.prediction`` (for x0 with a skip,

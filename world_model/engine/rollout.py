@@ -2,7 +2,8 @@
 
 Generating frame ``t`` (design/rad-method.md, "Inference"):
 
-1. DDIM from pure noise; every step is ONE single-frame network pass whose temporal attention runs
+1. The sampler (:mod:`world_model.diffusion.samplers`, DDIM by default) from pure noise over a
+   denoise function the engine hands it: every network pass is ONE single-frame pass whose temporal attention runs
    against the cached keys/values of the clean context frames in ``t``'s window, and whose memory
    block reads the state after the frames that left that window (``windows.window_start``).
 2. One pass at level 0 on the clean result (at ``SamplerConfig.context_level``, by default the
@@ -40,7 +41,7 @@ import torch
 from torch import Tensor
 
 from world_model.config import SamplerConfig
-from world_model.diffusion.ddim import DDIMSampler, randn_rows
+from world_model.diffusion.samplers import make_sampler, randn_rows
 from world_model.engine.checks import check_actions, check_frames
 from world_model.engine.world_state import WorldState, row_generators
 from world_model.errors import UserError
@@ -75,7 +76,7 @@ class RolloutEngine:
     Args:
         world: from :func:`world_model.checkpoint.load` or
             :func:`world_model.world.build_world` (model, diffusion, codec, config).
-        sampler: DDIM steps and eta.
+        sampler: which sampler (DDIM, Heun), its steps and eta, the context noise level.
         compute_dtype: run the network under ``torch.autocast`` in this dtype (e.g.
             ``torch.bfloat16`` on a GPU); None or the weights' dtype: no autocast. The state
             (cache, memory) stays in the weights' dtype, so states are interchangeable.
@@ -91,8 +92,8 @@ class RolloutEngine:
         self.model = world.model
         self.codec = world.codec
         self.cfg = world.model.cfg
-        self.sampler = DDIMSampler(world.diffusion, sampler or SamplerConfig(),
-                                   getattr(world.codec, "value_range", None))
+        self.sampler = make_sampler(world.diffusion, sampler or SamplerConfig(),
+                                    getattr(world.codec, "value_range", None))
         self.compute_dtype = compute_dtype
         self.window, self.mode = self.cfg.window, self.cfg.mode
         self.slots = max(self.window - 1, 0)
@@ -231,15 +232,18 @@ class RolloutEngine:
     @torch.no_grad()
     def step_latents(self, state: WorldState, actions: Tensor | np.ndarray,
                      validate: bool = True) -> StepInfo:
-        """As :meth:`step` without decoding: ``steps`` DDIM passes, one clean pass, one write."""
+        """As :meth:`step` without decoding: the sampler's denoising passes over the cached
+        context, one clean pass, one write."""
         actions = self._actions(actions, (state.batch_size,), validate)
         context = self.context(state)
-        x = randn_rows(state.generators, self.latent_shape, self.device)
-        for level, next_level in self.sampler.pairs():
-            out = self.predict(state, x, level, actions, context)
-            noise = (randn_rows(state.generators, self.latent_shape, self.device)
-                     if self.sampler.needs_noise and next_level > 0 else None)
-            x = self.sampler.step(x, out.prediction[:, 0], level, next_level, noise)
+
+        def denoise(x: Tensor, level: int) -> Tensor:
+            return self.predict(state, x, level, actions, context).prediction[:, 0]
+
+        def noise() -> Tensor:
+            return randn_rows(state.generators, self.latent_shape, self.device)
+
+        x = self.sampler.sample(denoise, noise(), noise)
         return self._append(state, x, actions, context)
 
     @torch.no_grad()

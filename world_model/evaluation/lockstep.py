@@ -16,15 +16,14 @@ from pathlib import Path
 import numpy as np
 
 from world_model.devices import resolve_dtype
-from world_model.engine.rollout import RolloutEngine
 from world_model.errors import UserError
 from world_model.evaluation.fidelity import LockstepReport, lockstep_report, write_lockstep
 from world_model.evaluation.protocol import (
     EvalSettings,
     _row_names,
+    engine_for_settings,
     generate,
     trajectory_seed,
-    world_sampler_for,
 )
 
 logger = logging.getLogger(__name__)
@@ -71,10 +70,11 @@ def evaluate_lockstep(checkpoints: Sequence[str | os.PathLike], data: str | os.P
     imagined: dict[str, list[np.ndarray]] = {}
     samplers = {}
     for name, (path, world) in zip(names, worlds):
-        sampler = world_sampler_for(path, settings).validate(world.config.diffusion.num_levels)
-        samplers[name] = {"steps": sampler.steps, "eta": sampler.eta, "rho": sampler.rho}
         world.to(settings.device)
-        engine = RolloutEngine(world, sampler, compute_dtype=resolve_dtype(settings.dtype))
+        engine = engine_for_settings(world, path, settings)
+        sampler = engine.sampler.config
+        samplers[name] = {"kind": sampler.kind, "steps": sampler.steps, "eta": sampler.eta,
+                          "rho": sampler.rho, "context_level": engine.context_level}
         frames: list[np.ndarray] = []
         for start in range(0, len(trajs), settings.batch):
             frames += generate(engine, trajs[start:start + settings.batch],

@@ -22,7 +22,6 @@ trajectory's index), so a run is deterministic and independent of the batch size
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import os
@@ -235,8 +234,12 @@ def summarize(row: Row, scores: Sequence[Scores], masks: Sequence[np.ndarray]) -
 @dataclass
 class EvalSettings:
     steps: int | None = None
-    """DDIM steps per frame; None: each world's own ``sampler.json`` (else 50)."""
-    eta: float = 0.0
+    """Sampler steps per frame; None: each world's own ``sampler.json`` (else
+    :data:`world_model.loading.DEFAULT_STEPS`), what its users get."""
+    eta: float | None = None
+    """Sampler eta; None: each world's own."""
+    sampler: str | None = None
+    """Sampler kind ('ddim', 'heun'); None: each world's own."""
     batch: int = 16
     seed: int = 0
     device: str = "cpu"
@@ -267,18 +270,20 @@ class EvalSettings:
 
 
 def world_sampler_for(path: str | os.PathLike, settings: EvalSettings) -> SamplerConfig:
-    """The sampler a world is scored with: ``settings.steps`` (with ``settings.eta``) when given,
-    else the world's own ``sampler.json`` (what its users get), else 50 deterministic DDIM steps
-    (the paper's)."""
-    from world_model.checkpoint import load_sampler
+    """The sampler a world is scored with: its own (``sampler.json``, as its users get it;
+    :func:`world_model.loading.world_sampler`), each field the settings give overriding it."""
+    from world_model.loading import world_sampler
 
-    if settings.steps is not None:
-        sampler = SamplerConfig(settings.steps, settings.eta)
-    else:
-        sampler = load_sampler(path) or SamplerConfig(50, settings.eta)
-    if settings.context_level is not None:
-        sampler = dataclasses.replace(sampler, context_level=settings.context_level)
-    return sampler
+    return world_sampler(path, settings.steps, settings.eta, settings.sampler,
+                         settings.context_level)
+
+
+def engine_for_settings(world, path: str | os.PathLike, settings: EvalSettings):
+    """The engine a world is scored with (:func:`world_model.loading.engine_for`)."""
+    from world_model.loading import engine_for
+
+    return engine_for(world, path, steps=settings.steps, eta=settings.eta, kind=settings.sampler,
+                      context_level=settings.context_level, dtype=settings.dtype)
 
 
 def evaluate(checkpoints: Sequence[str | os.PathLike], data: str | os.PathLike,
@@ -296,8 +301,7 @@ def evaluate(checkpoints: Sequence[str | os.PathLike], data: str | os.PathLike,
     settings = settings or EvalSettings()
     if settings.batch < 1:
         raise UserError(f"--batch must be >= 1, got {settings.batch}")
-    if settings.steps is not None:
-        SamplerConfig(settings.steps, settings.eta).validate()
+    world_sampler_for(None, settings).validate()  # a bad override is named before any load
     resolve_dtype(settings.dtype)  # a bad dtype is named before any world loads
     worlds = [(Path(c), load(c, "cpu")) for c in checkpoints]  # configs first: fail early
     sizes = {path: world.config.latent.frame_size for path, world in worlds}
@@ -334,8 +338,7 @@ def evaluate(checkpoints: Sequence[str | os.PathLike], data: str | os.PathLike,
     per_frame[BASELINE] = base_scores
     for name, (path, world) in zip(names, worlds):
         world.to(settings.device)
-        sampler = world_sampler_for(path, settings).validate(world.config.diffusion.num_levels)
-        engine = RolloutEngine(world, sampler, compute_dtype=resolve_dtype(settings.dtype))
+        engine = engine_for_settings(world, path, settings)
         generated: list[np.ndarray | None] = [None] * len(trajs)
         for start in range(0, len(order), settings.batch):
             idx = order[start:start + settings.batch]
