@@ -127,12 +127,17 @@ def test_config_rejects_bad_values_and_derives_group_norm_groups():
         VAETrainConfig(wandb="sometimes")  # type: ignore[arg-type]
 
 
-def test_cli_defaults_match_the_config_defaults():
+def test_cli_options_are_the_config_fields(monkeypatch):
+    from world_model.options import from_args
+
+    monkeypatch.delenv("WANDB_MODE", raising=False)
     args = cli.build_parser().parse_args(["train-vae", "--data", "d", "--out", "o"])
-    d = VAETrainConfig()
-    assert parse_channels(args.channels) == d.channels
-    for name in ("steps", "batch_size", "lr", "latent_channels", "layers_per_block", "kl_weight",
-                 "recon_loss", "device", "resume", "val_every", "checkpoint_every", "seed"):
-        assert getattr(args, name) == getattr(d, name), name
-    assert args.max_episodes == d.max_episodes
-    assert args.ssim_weight == d.ssim_weight
+    assert from_args(VAETrainConfig, args) == VAETrainConfig()  # flags derived from the fields
+    args = cli.build_parser().parse_args(["train-vae", "--data", "d", "--out", "o", "--channels",
+                                          "16,32,64", "--recon-loss", "l1_ssim",
+                                          "--no-mid-block-attention"])
+    cfg = from_args(VAETrainConfig, args)
+    assert cfg.channels == (16, 32, 64) and cfg.recon_loss == "l1_ssim"
+    assert not cfg.mid_block_attention
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["train-vae", "--data", "d", "--out", "o", "--channels", "a,b"])

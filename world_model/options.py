@@ -5,7 +5,8 @@ whose run options are a dataclass) builds its parser with :func:`add_options` an
 :func:`from_args`, so flags, defaults, types, choices and ``--help`` text come from one place:
 the dataclass. Type rules: ``bool`` -> ``--flag/--no-flag``; ``int``, ``float``, ``str`` (and
 ``X | None``, default None) -> ``type=X``; ``Literal[...]`` -> ``choices``; ``tuple[X, ...]`` ->
-``nargs='+'`` of X.
+``nargs='+'`` of X, each value also comma-separated (``--channels 16,32,64`` or ``--channels 16 32
+64``).
 """
 
 from __future__ import annotations
@@ -56,6 +57,24 @@ def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def _list_of(item: type, name: str):
+    """argparse type of one value of a tuple option: an item, or several comma-separated."""
+    def parse(text: str):
+        try:
+            values = [item(part) for part in text.split(",") if part.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{name}: expected {item.__name__} values (space- or comma-separated), got "
+                f"{text!r}") from None
+        return values[0] if len(values) == 1 else _Several(values)
+    parse.__name__ = item.__name__
+    return parse
+
+
+class _Several(list):
+    """Several values given in one comma-separated token (flattened by :func:`from_args`)."""
+
+
 def add_options(parser: argparse.ArgumentParser, cls: type, *, skip: Iterable[str] = (),
                 required: Iterable[str] = (), defaults: Mapping[str, Any] | None = None,
                 choices: Mapping[str, Iterable[Any]] | None = None) -> argparse.ArgumentParser:
@@ -96,8 +115,8 @@ def add_options(parser: argparse.ArgumentParser, cls: type, *, skip: Iterable[st
             values = typing.get_args(tp)
             kwargs.update(type=type(values[0]), choices=list(values))
         elif origin in (tuple, list):
-            item = typing.get_args(tp)[0] if typing.get_args(tp) else str
-            kwargs.update(nargs="+", type=_unwrap_optional(item))
+            item = _unwrap_optional(typing.get_args(tp)[0]) if typing.get_args(tp) else str
+            kwargs.update(nargs="+", type=_list_of(item, flag(f.name)))
             if isinstance(default, tuple):
                 kwargs["default"] = list(default)
         elif tp in (int, float, str):
@@ -121,8 +140,10 @@ def from_args(cls: type[T], args: argparse.Namespace | Mapping[str, Any], *,
         if f.name in skip or not f.init or f.name not in values:
             continue
         value = values[f.name]
-        if isinstance(value, list) and isinstance(f.default, tuple):
-            value = tuple(value)
+        if isinstance(value, list):
+            value = [v for part in value for v in (part if isinstance(part, _Several) else [part])]
+            if isinstance(f.default, tuple) or f.default is dataclasses.MISSING:
+                value = tuple(value)
         kwargs[f.name] = value
     kwargs.update(overrides)
     return cls(**kwargs)

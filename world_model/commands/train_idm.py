@@ -15,31 +15,22 @@ import argparse
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    # Defaults mirror world_model.training.idm.IDMTrainConfig (tests/test_idm.py checks them).
+    from world_model.options import add_options
+    from world_model.training.idm_config import IDMTrainConfig
+
     p.add_argument("--data", required=True, help="directory of real episode .npz files (>= 2)")
     p.add_argument("--out", required=True, help="output IDM directory")
-    p.add_argument("--steps", type=int, default=2000, help="optimiser steps (default: %(default)s)")
-    p.add_argument("--batch-size", type=int, default=64,
-                   help="transitions per step (default: %(default)s)")
-    p.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate (default: %(default)s)")
-    p.add_argument("--max-episodes", type=int, default=48,
-                   help="training episode files held in memory (default: %(default)s)")
-    p.add_argument("--val-every", type=int, default=500,
-                   help="held-out accuracy (and train state) every N steps (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, ...")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    add_options(p, IDMTrainConfig)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def main(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from world_model.options import from_args
     from world_model.training.idm import IDMTrainConfig, train_idm
 
-    config = IDMTrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                            max_episodes=args.max_episodes, val_every=args.val_every,
-                            seed=args.seed, device=args.device, resume=args.resume)
+    config = from_args(IDMTrainConfig, args)
     bar = tqdm(total=config.steps, unit="step", desc="train-idm", dynamic_ncols=True,
                disable=args.no_progress)
 

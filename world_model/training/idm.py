@@ -16,7 +16,6 @@ import dataclasses
 import json
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,47 +27,16 @@ from world_model.data.dataset import split_episodes
 from world_model.data.format import list_episodes
 from world_model.data.store import EpisodeStore
 from world_model.devices import resolve_device
-from world_model.errors import CheckpointError, DataError, UserError, require
+from world_model.errors import CheckpointError, DataError, UserError
 from world_model.evaluation.idm import IDMConfig, InverseDynamicsModel, save_idm
 from world_model.io import atomic_write, atomic_write_text
+from world_model.training.idm_config import IDMTrainConfig
 from world_model.training.trainer import Trainer
 
 logger = logging.getLogger(__name__)
 
 TRAIN_STATE_FILE = "train_state.pt"
 TRAIN_CONFIG_FILE = "train_config.json"
-
-
-@dataclass(frozen=True)
-class IDMTrainConfig:
-    """Options of :func:`train_idm` (each one a ``rad train-idm`` flag)."""
-
-    steps: int = 2000
-    """Optimiser steps."""
-    batch_size: int = 64
-    """Transitions per step."""
-    lr: float = 1e-3
-    """AdamW learning rate after a linear warm-up of ``warmup_steps``."""
-    warmup_steps: int = 100
-    weight_decay: float = 1e-4
-    max_episodes: int = 48
-    """Training episode files held in memory (the first by name; about 12 MB each at 64x64)."""
-    val_fraction: float = 0.05
-    """Files held out by name (the world trainer's split)."""
-    val_pairs: int = 4000
-    """Held-out transitions scored at every validation (fixed)."""
-    val_every: int = 500
-    seed: int = 0
-    device: str = "auto"
-    resume: bool = False
-
-    def __post_init__(self) -> None:
-        need = lambda ok, msg: require(ok, msg, "invalid train-idm option")
-        need(self.steps >= 1 and self.batch_size >= 1, "steps and batch_size must be >= 1")
-        need(self.lr > 0, f"lr must be > 0, got {self.lr}")
-        need(self.max_episodes >= 1, "max_episodes must be >= 1")
-        need(0 < self.val_fraction < 1, "val_fraction must be in (0, 1)")
-        need(self.val_pairs >= 1 and self.val_every >= 0, "val_pairs >= 1 and val_every >= 0")
 
 
 class IDMObjective(nn.Module):
@@ -104,7 +72,7 @@ def score(model: InverseDynamicsModel, frames: Tensor, nxt: Tensor, actions: Ten
             "support": support.tolist(), "confusion": conf.tolist(), "pairs": int(conf.sum())}
 
 
-def train_idm(data_dir: str | Path, out_dir: str | Path, config: IDMTrainConfig = IDMTrainConfig(),
+def train_idm(data_dir: str | Path, out_dir: str | Path, config: IDMTrainConfig | None = None,
               on_step: Callable[[int, dict[str, float]], None] | None = None) -> dict:
     """Train an IDM on the real episodes under ``data_dir`` into ``out_dir``; returns the
     validation scores (:func:`score`) with ``step``.
@@ -113,6 +81,7 @@ def train_idm(data_dir: str | Path, out_dir: str | Path, config: IDMTrainConfig 
         DataError: fewer than two usable episode files. UserError: a non-empty ``out_dir``
         without ``resume``. CheckpointError: a resume state that does not fit.
     """
+    config = config or IDMTrainConfig()
     out = Path(out_dir)
     paths = list_episodes(data_dir)
     if len(paths) < 2:

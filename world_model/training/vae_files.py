@@ -29,7 +29,7 @@ from world_model.latents import float_to_frames, frames_to_float
 
 if TYPE_CHECKING:
     from world_model.training.trainer import Trainer
-    from world_model.training.vae import VAETrainConfig
+    from world_model.training.vae_config import VAETrainConfig
 
 FORMAT_VERSION = 1
 TRAIN_CONFIG_FILE = "train_config.json"
