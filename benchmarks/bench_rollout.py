@@ -35,7 +35,7 @@ def world_for(args):
     import torch
 
     from world_model.checkpoint import load
-    from world_model.config import resolve_config
+    from world_model.configs import resolve_config
     from world_model.world import build_world
 
     if args.checkpoint:

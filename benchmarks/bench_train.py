@@ -42,7 +42,7 @@ def one_run(args) -> dict:
 
     import torch
 
-    from world_model.config import resolve_config
+    from world_model.configs import resolve_config
     from world_model.data.dataset import make_dataloaders
     from world_model.devices import resolve_precision
     from world_model.network.windows import read_index

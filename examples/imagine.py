@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 from world_model.checkpoint import load, save_world
-from world_model.config import SamplerConfig, resolve_config
+from world_model.config import SamplerConfig
+from world_model.configs import resolve_config
 from world_model.engine.rollout import RolloutEngine
 from world_model.evaluation.videos import imagined_panel, write_video
 from world_model.world import build_world

@@ -24,7 +24,7 @@ from agents.evaluate import evaluate_in_real, policy_from_model, random_policy
 from agents.ppo import PPOConfig, train_ppo
 from rad_env.bank import BANK_FILE, make_context_bank
 from world_model.checkpoint import save_world
-from world_model.config import resolve_config
+from world_model.configs import resolve_config
 from world_model.data.format import write_episode
 from world_model.sim.recorder import real_clip
 from world_model.world import build_world

@@ -20,8 +20,8 @@ from world_model.config import (
     ModelConfig,
     RunConfig,
     SamplerConfig,
-    resolve_config,
 )
+from world_model.configs import resolve_config
 from world_model.engine.rollout import RolloutEngine
 from world_model.network.model import RADModel
 from world_model.world import build_world

@@ -179,3 +179,86 @@ def test_the_checker_allows_the_forward_direction(tmp_path):
     _write(tmp_path, "world_model/engine/r.py", "from ..network.model import RADModel\n")
     _write(tmp_path, "world_model/training/v.py", "from world_model.evaluation.metrics import psnr\n")
     assert violations(tmp_path) == []
+
+
+# -- no import circles -------------------------------------------------------------------------
+def _edges(source: str, module: str, is_package: bool, modules: set[str]) -> set[str]:
+    """The project modules ``source`` imports, at any level (in functions too), except under
+    ``if TYPE_CHECKING:`` (annotations only, never run)."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            node.body = [ast.Pass()]
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = module.split(".") if is_package else module.split(".")[:-1]
+                base = base[: len(base) - (node.level - 1)]
+                prefix = ".".join(base + ([node.module] if node.module else []))
+            else:
+                prefix = node.module or ""
+            for alias in node.names:
+                full = f"{prefix}.{alias.name}" if prefix else alias.name
+                out.add(full if full in modules else prefix)
+        elif isinstance(node, ast.Import):
+            out.update(alias.name for alias in node.names)
+    return {m for m in out if m in modules and m != module}
+
+
+def import_circles(root: Path) -> list[list[str]]:
+    """The import circles among the project's modules (strongly connected components)."""
+    paths = {_module_name(p, root): p for package in PACKAGES for p in (root / package).rglob("*.py")}
+    modules = set(paths)
+    graph = {m: _edges(p.read_text(encoding="utf-8"), m, p.name == "__init__.py", modules)
+             for m, p in paths.items()}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    circles = []
+
+    def visit(v: str) -> None:  # Tarjan
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                circles.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return circles
+
+
+def test_no_import_circles():
+    assert import_circles(ROOT) == []
+
+
+def test_the_circle_finder_sees_a_circle_through_a_function_level_import(tmp_path):
+    for package in PACKAGES:
+        _write(tmp_path, f"{package}/__init__.py", "")
+    _write(tmp_path, "world_model/a.py", "from world_model.b import f\n")
+    _write(tmp_path, "world_model/b.py", "def f():\n    from world_model import a\n")
+    _write(tmp_path, "world_model/c.py", "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+           "    from world_model.a import x\n")
+    assert import_circles(tmp_path) == [["world_model.a", "world_model.b"]]
+
+
+def test_no_source_file_over_400_lines():
+    """Small files, one concept each (design/style.md)."""
+    long = {str(p.relative_to(ROOT)): n for package in PACKAGES
+            for p in sorted((ROOT / package).rglob("*.py"))
+            if (n := len(p.read_text(encoding="utf-8").splitlines())) > 400}
+    assert long == {}

@@ -90,7 +90,7 @@ def test_latent_windows_draw_the_frame_loaders_windows(real_episodes_dir, small_
 def test_rad_train_with_a_vae_trains_from_the_cache(real_episodes_dir, small_vae, tmp_path,
                                                     monkeypatch):
     from world_model.checkpoint import load
-    from world_model.config import resolve_config
+    from world_model.configs import resolve_config
     from world_model.training.run import TrainOptions, train
 
     data = tmp_path / "data"

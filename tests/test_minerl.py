@@ -246,7 +246,7 @@ def test_conversion_resumes_and_a_short_video_keeps_the_steps_it_has(tmp_path, c
 
 
 def test_converted_data_sizes_a_world_to_the_minerl_action_set(tmp_path):
-    from world_model.config import resolve_config
+    from world_model.configs import resolve_config
     from world_model.sim.minerl_data import convert_minerl
     from world_model.training.run import fit_to_data
 

@@ -110,7 +110,7 @@ def test_train_sizes_the_world_to_the_data(grid_world):
 
 
 def test_data_with_mixed_action_counts_or_too_few_actions_is_refused(grid_data, tmp_path):
-    from world_model.config import resolve_config
+    from world_model.configs import resolve_config
     from world_model.data.format import write_episode
     from world_model.data.spec import read_data_spec
     from world_model.training.run import fit_to_data

@@ -29,7 +29,7 @@ def tiny_none_world(tmp_path_factory):
     from model_utils import randomize_zeros
 
     from world_model.checkpoint import save_world
-    from world_model.config import resolve_config
+    from world_model.configs import resolve_config
     from world_model.world import build_world
 
     config = resolve_config("tiny", ["model.memory=none"])

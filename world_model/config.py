@@ -6,7 +6,7 @@ what ``config.json`` in a run directory holds, with a format version so an incom
 refused with a clear message (a field that moved section is moved back on load:
 :data:`MOVED_FIELDS`). ``SamplerConfig`` says how frames are sampled from a trained world.
 
-:func:`resolve_config` is the one reader of a preset name or JSON file plus ``--set
+:func:`world_model.configs.resolve_config` is the one reader of a preset name or JSON file plus ``--set
 section.field=value`` overrides (``rad train``, the benchmarks). Each command's run options that
 are not saved with the weights (``TrainOptions``, ``VAETrainConfig``, ``EvalSettings``) live beside
 the loop they drive, one dataclass per script.
@@ -324,55 +324,6 @@ def _build(cls, values: dict[str, Any], where: str):
         raise UserError(f"{where}: unknown field(s) {unknown}")
     obj = cls(**values)
     return obj.validate() if hasattr(obj, "validate") else obj
-
-
-def load_config_file(path: str | Path) -> RunConfig:
-    """A user's config file (JSON) with any subset of the sections and fields; the rest default."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such config file")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path}: not valid JSON ({exc})") from exc
-    data.setdefault("version", CONFIG_VERSION)
-    try:
-        return RunConfig.from_dict(data, str(path))
-    except CheckpointError as exc:
-        raise UserError(str(exc)) from exc
-
-
-SECTIONS = ("model", "diffusion", "latent", "train")
-
-
-def resolve_config(name_or_path: str | Path, overrides: list[str] = ()) -> RunConfig:
-    """A preset name (``world_model/configs/*.json``: tiny, cpu-small, gpu-base) or a JSON file,
-    with ``section.field=value`` overrides applied in order (values are JSON; a bare word is a
-    string: ``model.memory=none``)."""
-    from world_model.configs import preset_names, preset_path
-
-    path = Path(name_or_path) if Path(name_or_path).exists() else preset_path(str(name_or_path))
-    if path is None:
-        raise UserError(f"--config {str(name_or_path)!r}: no such file or preset "
-                        f"(presets: {', '.join(preset_names())})")
-    data = load_config_file(path).to_dict()
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        section, dot, name = key.partition(".")
-        if not sep or not dot or section not in SECTIONS:
-            raise UserError(f"--set {item!r}: expected SECTION.FIELD=VALUE with SECTION one of "
-                            f"{', '.join(SECTIONS)}")
-        if name not in data[section]:
-            raise UserError(f"--set {item!r}: {section} has no field {name!r}")
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw  # bare strings: model.memory=none
-        data[section][name] = value
-    try:
-        return RunConfig.from_dict(data, "config")
-    except Exception as exc:
-        raise UserError(str(exc)) from exc
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ The world's action set is sized to the data (model.num_actions = the episode fil
 count; --set model.num_actions=N keeps N, at least the data's) and records the environment the
 files name (train.env_id: crafter, gym:ENV_ID, ...), which the learned env RAD-v0 imitates.
 --config is a JSON file or a preset name (tiny, cpu-small, gpu-base, crafter-small). --set overrides single fields
-(section.field=value, JSON values; world_model.config.resolve_config). --init-from WORLD warm-starts
+(section.field=value, JSON values; world_model.configs.resolve_config). --init-from WORLD warm-starts
 a new run from a trained world's weights (fresh optimiser, short warm-up); its config.json is the
 default --config and its vae/ the default --vae. Checkpoints: OUT/config.json + OUT/model.safetensors (EMA
 weights) + OUT/train_state.pt (resume). Metrics: OUT/metrics.jsonl and wandb (offline by default).
@@ -53,7 +53,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from world_model.config import resolve_config
+    from world_model.configs import resolve_config
     from world_model.errors import UserError
     from world_model.training.run import TrainOptions, train
 

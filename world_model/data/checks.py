@@ -40,8 +40,38 @@ from pathlib import Path
 
 import numpy as np
 
-from world_model.data.format import META_KEYS, REQUIRED_KEYS, read_npy_header
 from world_model.errors import DataError
+
+REQUIRED_KEYS = ("image", "action", "reward")
+GLOBAL_KEYS = (
+    "maze_layout",
+    "agent_pos",
+    "agent_dir",
+    "targets_pos",
+    "targets_vec",
+    "target_pos",
+    "target_vec",
+    "target_color",
+)
+#: Extra keys the project adds (scalars, no time axis). Readers ignore keys they do not know.
+#: ``env_id`` (a string: ``crafter``, ``gym:ENV_ID``, ...) and ``num_actions`` are written by the
+#: collectors of environments other than Memory Maze (:mod:`world_model.data.spec` reads them).
+META_KEYS = ("seed", "context_frames", "outbound_frames", "num_actions", "env_id")
+
+
+def read_npy_header(f) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """Read the header of a ``.npy`` stream positioned at its start: ``(shape, fortran_order, dtype)``.
+
+    Leaves ``f`` positioned at the first data byte. Uses only NumPy's public header readers.
+    """
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+        return np.lib.format.read_array_header_1_0(f)
+    # Version 3.0 differs from 2.0 only in the header text encoding (utf-8 vs latin-1), which does
+    # not matter for the plain numeric arrays of an episode file.
+    if version in ((2, 0), (3, 0)):
+        return np.lib.format.read_array_header_2_0(f)
+    raise ValueError(f"unsupported .npy format version {version}")
 
 logger = logging.getLogger(__name__)
 

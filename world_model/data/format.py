@@ -15,24 +15,16 @@ from pathlib import Path
 
 import numpy as np
 
+from world_model.data.checks import (  # noqa: F401 (the layout's names, re-exported)
+    GLOBAL_KEYS,
+    META_KEYS,
+    REQUIRED_KEYS,
+    check_arrays,
+    check_values,
+    read_npy_header,
+)
 from world_model.errors import DataError
 from world_model.io import atomic_write_npz
-
-REQUIRED_KEYS = ("image", "action", "reward")
-GLOBAL_KEYS = (
-    "maze_layout",
-    "agent_pos",
-    "agent_dir",
-    "targets_pos",
-    "targets_vec",
-    "target_pos",
-    "target_vec",
-    "target_color",
-)
-#: Extra keys the project adds (scalars, no time axis). Readers ignore keys they do not know.
-#: ``env_id`` (a string: ``crafter``, ``gym:ENV_ID``, ...) and ``num_actions`` are written by the
-#: collectors of environments other than Memory Maze (:mod:`world_model.data.spec` reads them).
-META_KEYS = ("seed", "context_frames", "outbound_frames", "num_actions", "env_id")
 
 
 def one_hot_actions(actions: np.ndarray, num_actions: int) -> np.ndarray:
@@ -59,8 +51,6 @@ def validate_episode(episode: Mapping[str, np.ndarray], name: str = "episode") -
     ``check_values``: keys, shapes, dtypes, square frames of any size, finite rewards), and what
     a writer promises besides: every array but the scalars of :data:`META_KEYS` has the time axis.
     """
-    from world_model.data.checks import check_arrays, check_values  # (checks imports this module)
-
     arrays = {k: np.asarray(v) for k, v in episode.items()}
     n = check_arrays({k: (v.shape, v.dtype) for k, v in arrays.items()}, name, frame_size=None)
     action = arrays["action"]
@@ -95,21 +85,6 @@ def read_episode(path: str | os.PathLike, keys: tuple[str, ...] | None = None) -
         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError, zlib.error) as exc:
         raise DataError(f"{path}: unreadable or corrupt episode file ({exc})") from exc
-
-
-def read_npy_header(f) -> tuple[tuple[int, ...], bool, np.dtype]:
-    """Read the header of a ``.npy`` stream positioned at its start: ``(shape, fortran_order, dtype)``.
-
-    Leaves ``f`` positioned at the first data byte. Uses only NumPy's public header readers.
-    """
-    version = np.lib.format.read_magic(f)
-    if version == (1, 0):
-        return np.lib.format.read_array_header_1_0(f)
-    # Version 3.0 differs from 2.0 only in the header text encoding (utf-8 vs latin-1), which does
-    # not matter for the plain numeric arrays of an episode file.
-    if version in ((2, 0), (3, 0)):
-        return np.lib.format.read_array_header_2_0(f)
-    raise ValueError(f"unsupported .npy format version {version}")
 
 
 def episode_length(path: str | os.PathLike) -> int:

@@ -42,11 +42,11 @@ from torch import Tensor
 
 from world_model.config import SamplerConfig
 from world_model.diffusion.samplers import make_sampler, randn_rows
+from world_model.engine.bookkeeping import MemoryBookkeeping
 from world_model.engine.checks import check_actions, check_frames
 from world_model.engine.world_state import WorldState, row_generators
 from world_model.errors import UserError
 from world_model.network.layers import KVCache
-from world_model.network.memory import MemoryState, map_memory, memory_tensors
 from world_model.network.model import ModelOutput
 from world_model.network.windows import has_previous, window_start
 from world_model.world import World
@@ -70,7 +70,7 @@ class StepInfo:
     """``(B,)`` float32 in [0, 1]: predicted probability that the frame ends the episode."""
 
 
-class RolloutEngine:
+class RolloutEngine(MemoryBookkeeping):
     """Generates and observes frames of B independent worlds with one trained :class:`World`.
 
     Args:
@@ -341,71 +341,6 @@ class RolloutEngine:
             reward = out.reward[:, 0].float()
             term = torch.sigmoid(out.termination_logit[:, 0].float())
         return StepInfo(latent.float(), reward, term)
-
-    def _bookkeep_memory(self, state: WorldState, latent: Tensor, actions: Tensor,
-                         t: Tensor) -> None:
-        """Keep ``state.memory`` = the state after the frames that left the next frame's window."""
-        B = state.batch_size
-        if self.mode == "chunk":
-            state.running = self._write(state.running, latent, actions, None)
-            closed = ((t + 1) % self.window == 0).nonzero().flatten()  # rows whose chunk ended
-            if len(closed) == B:
-                state.memory = map_memory(state.running, lambda s: s.clone())
-            elif len(closed):
-                rows = closed.to(state.device)
-                for dst, src in zip(memory_tensors(state.memory), memory_tensors(state.running)):
-                    dst[rows] = src[rows]
-            return
-        if self.slots == 0:  # window 1: every frame leaves the window at once
-            state.memory = self._write(state.memory, latent, actions, None)
-            return
-        # Frame mode: frame t - S (slot t % S, about to be overwritten by frame t) leaves the window.
-        leaving = (t >= self.slots).nonzero().flatten()
-        if len(leaving) == 0:
-            return
-        rows = leaving.to(state.device)
-        slots = self._slot(t[leaving]).to(state.device)
-        old_latent, old_action = state.latents[rows, slots], state.actions[rows, slots]
-        state.memory = self._write(state.memory, old_latent, old_action,
-                                   None if len(leaving) == B else rows)
-
-    def _write(self, memory: MemoryState, latent: Tensor, actions: Tensor,
-               rows: Tensor | None) -> MemoryState:
-        """Window-1 pass: write clean ``latent (n, C, h, w)`` into ``memory`` (all rows, or the
-        given ``rows``, in place)."""
-        sub = memory if rows is None else map_memory(memory, lambda s: s[rows])
-        with self._autocast():
-            new = self.model.write_frame(latent.to(self.dtype), actions, sub)
-        new = map_memory(new, lambda s: s.to(self.dtype))  # autocast may have lowered it
-        if rows is None:
-            return new
-        for dst, src in zip(memory_tensors(memory), memory_tensors(new)):
-            dst[rows] = src
-        return memory
-
-    @torch.no_grad()
-    def flushed_memory(self, state: WorldState) -> MemoryState:
-        """The memory state after ALL frames of every row (for probes; the state is unchanged).
-
-        Frame mode writes the frames still in the window into a copy (up to ``W - 1`` passes).
-        """
-        if not self.model.has_memory:
-            return list(state.memory)
-        if self.mode == "chunk":
-            return map_memory(state.running, lambda s: s.clone())
-        memory = map_memory(state.memory, lambda s: s.clone())
-        t = state.frame_index
-        start = window_start(t, self.window, self.mode)
-        for offset in range(int((t - start).max())):  # oldest pending frame first
-            frame = start + offset
-            rows = (frame < t).nonzero().flatten()
-            if len(rows) == 0:
-                continue
-            rows_d = rows.to(state.device)
-            slots = self._slot(frame[rows]).to(state.device)
-            memory = self._write(memory, state.latents[rows_d, slots], state.actions[rows_d, slots],
-                                 None if len(rows) == state.batch_size else rows_d)
-        return memory
 
     # -- input checks ----------------------------------------------------------------------------
     def _actions(self, actions, shape: tuple[int, ...], validate: bool) -> Tensor:

@@ -25,15 +25,34 @@ Nothing of the clip is stored: it is a function of the file, ``C``, ``P``, ``cli
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import numpy as np
 
 from world_model.data.checks import DEFAULT_FRAME_SIZE, index_episodes, warn_episode
 from world_model.data.format import action_indices, list_episodes, read_episode
 from world_model.errors import DataError, UserError
-from world_model.evaluation.protocol import Trajectory
 
 CLIP_CHOICES = ("revisits", "start")
+
+
+@dataclass
+class Trajectory:
+    """One evaluation trajectory."""
+
+    name: str
+    frames: np.ndarray
+    """``(T, H, W, 3)`` uint8, all frames."""
+    actions: np.ndarray
+    """``(T,)`` int64, ``actions[i]`` led to frame ``i``."""
+    context_frames: int
+    outbound_frames: int
+    positions: np.ndarray | None
+    """``(T, 2)`` agent positions, or None."""
+
+    @property
+    def generated(self) -> int:
+        return len(self.frames) - self.context_frames
 
 
 def revisit_mask(positions: np.ndarray | None, context: int, horizon: int) -> np.ndarray:

@@ -39,28 +39,10 @@ from world_model.devices import resolve_dtype
 from world_model.engine.rollout import RolloutEngine
 from world_model.errors import DataError, UserError
 from world_model.evaluation import metrics
+from world_model.evaluation.clips import Trajectory, prediction_trajectories, revisit_mask
 from world_model.evaluation.report import BASELINE, Report, save_frames, write_report
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class Trajectory:
-    """One evaluation trajectory."""
-
-    name: str
-    frames: np.ndarray
-    """``(T, H, W, 3)`` uint8, all frames."""
-    actions: np.ndarray
-    """``(T,)`` int64, ``actions[i]`` led to frame ``i``."""
-    context_frames: int
-    outbound_frames: int
-    positions: np.ndarray | None
-    """``(T, 2)`` agent positions, or None."""
-
-    @property
-    def generated(self) -> int:
-        return len(self.frames) - self.context_frames
 
 
 #: What an evaluation trajectory holds besides image, action and reward (rad make-evalset).
@@ -312,7 +294,6 @@ def evaluate(checkpoints: Sequence[str | os.PathLike], data: str | os.PathLike,
              "num_actions": min(w.config.model.num_actions for _, w in worlds)}
     horizon = settings.horizon or max(w.config.model.horizon for _, w in worlds)
     if settings.protocol == "predict":
-        from world_model.evaluation.clips import prediction_trajectories, revisit_mask
 
         trajs = prediction_trajectories(data, settings.context_frames, settings.predict_frames,
                                         horizon, settings.clip, settings.max_trajectories, **check)
