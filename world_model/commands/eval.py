@@ -27,51 +27,16 @@ import argparse
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from world_model.evaluation.settings import EvalSettings
+    from world_model.options import add_options
+
     p.add_argument("--checkpoint", nargs="+", required=True, metavar="RUN",
                    help="one or more checkpoint directories (config.json + model.safetensors)")
     p.add_argument("--data", required=True, help="directory of evaluation trajectories (.npz)")
     p.add_argument("--out", required=True, help="report directory")
-    p.add_argument("--steps", type=int, default=None,
-                   help="sampler steps per frame (default: each world's sampler.json, else 10)")
-    p.add_argument("--eta", type=float, default=None,
-                   help="DDIM eta (default: each world's sampler.json, else 0)")
-    p.add_argument("--sampler", choices=("ddim", "heun"), default=None,
-                   help="sampler kind (default: each world's sampler.json, else ddim)")
-    p.add_argument("--context-level", type=int, default=None,
-                   help="noise level of the context frames (worlds trained with augmented "
-                        "context; default: each world's sampler.json, else its training default)")
-    p.add_argument("--batch", type=int, default=16, help="trajectories per batch (default: 16)")
-    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, ...")
-    p.add_argument("--dtype", default="float32",
-                   help="compute dtype of the network: float32 (default), bfloat16, float16")
-    p.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
-    p.add_argument("--max-trajectories", type=int, help="use only the first N trajectories")
-    p.add_argument("--horizon", type=int,
-                   help="return-part horizon H (default: the largest checkpoint horizon)")
-    p.add_argument("--lpips-weights", metavar="FILE",
-                   help="torchvision AlexNet weights for LPIPS (else $RAD_LPIPS_WEIGHTS or the "
-                        "torch hub cache; LPIPS is reported unavailable without them)")
-    p.add_argument("--videos", type=int, default=4,
-                   help="side-by-side GIFs to write (lockstep: episodes in the picture) "
-                        "(default: 4)")
-    p.add_argument("--save-frames", action="store_true",
-                   help="also write the generated frames to OUT/frames/<checkpoint>.npz")
-    p.add_argument("--protocol", default="outbound-return",
-                   choices=("outbound-return", "predict", "lockstep"),
-                   help="outbound-return: Memory Maze trajectories of rad make-evalset (default); "
-                        "predict: context-then-predict with revisits on plain held-out episodes "
-                        "(Crafter, MineRL, gym:ENV_ID; docs/envs.md); lockstep: the first "
-                        "--context-frames of held-out episodes, then --predict-frames under "
-                        "their recorded actions, judged by --idm (action fidelity, realism)")
+    add_options(p, EvalSettings, defaults={"device": "auto"})
     p.add_argument("--idm", metavar="DIR",
                    help="lockstep: the inverse-dynamics model of `rad train-idm`")
-    p.add_argument("--context-frames", type=int, default=48,
-                   help="predict, lockstep: context frames per clip (default: 48)")
-    p.add_argument("--predict-frames", type=int, default=48,
-                   help="predict, lockstep: generated frames per clip (default: 48)")
-    p.add_argument("--clip", default="revisits", choices=("revisits", "start"),
-                   help="predict: the clip of each episode with the most revisits (default) or "
-                        "its first frames")
     p.add_argument("--save-sampler", action="store_true",
                    help="write sampler.json into the (one) checkpoint: these --steps/--eta become "
                         "the world's default sampler (the env's), with the figures measured here")
@@ -83,8 +48,10 @@ def main(args: argparse.Namespace) -> int:
 
     from world_model.devices import resolve_device
     from world_model.errors import UserError
-    from world_model.evaluation.protocol import EvalSettings, evaluate
+    from world_model.evaluation.protocol import evaluate
     from world_model.evaluation.report import markdown_table
+    from world_model.evaluation.settings import EvalSettings
+    from world_model.options import from_args
 
     device = str(resolve_device(args.device))
     if args.save_sampler and (len(args.checkpoint) != 1 or args.steps is None):
@@ -93,14 +60,7 @@ def main(args: argparse.Namespace) -> int:
         raise UserError(f"--max-trajectories must be >= 1, got {args.max_trajectories}")
     if args.horizon is not None and args.horizon < 1:
         raise UserError(f"--horizon must be >= 1, got {args.horizon}")
-    settings = EvalSettings(steps=args.steps, eta=args.eta, sampler=args.sampler,
-                            batch=args.batch, seed=args.seed,
-                            device=device, max_trajectories=args.max_trajectories,
-                            horizon=args.horizon, lpips_weights=args.lpips_weights,
-                            videos=args.videos, save_frames=args.save_frames,
-                            protocol=args.protocol, context_frames=args.context_frames,
-                            predict_frames=args.predict_frames, clip=args.clip,
-                            dtype=args.dtype, context_level=args.context_level)
+    settings = from_args(EvalSettings, args, device=device)
     bars: list[tqdm] = []  # made on the first generated frames, once the total is known
 
     def progress(n: int, total: int) -> None:

@@ -41,6 +41,7 @@ from world_model.errors import DataError, UserError
 from world_model.evaluation import metrics
 from world_model.evaluation.clips import Trajectory, prediction_trajectories, revisit_mask
 from world_model.evaluation.report import BASELINE, Report, save_frames, write_report
+from world_model.evaluation.settings import EvalSettings
 
 logger = logging.getLogger(__name__)
 
@@ -213,44 +214,6 @@ def summarize(row: Row, scores: Sequence[Scores], masks: Sequence[np.ndarray]) -
 
 
 # -- the whole protocol --------------------------------------------------------------------------
-@dataclass
-class EvalSettings:
-    steps: int | None = None
-    """Sampler steps per frame; None: each world's own ``sampler.json`` (else
-    :data:`world_model.loading.DEFAULT_STEPS`), what its users get."""
-    eta: float | None = None
-    """Sampler eta; None: each world's own."""
-    sampler: str | None = None
-    """Sampler kind ('ddim', 'heun'); None: each world's own."""
-    batch: int = 16
-    seed: int = 0
-    device: str = "cpu"
-    max_trajectories: int | None = None
-    horizon: int | None = None
-    """Override of the return-part horizon H (default: the largest checkpoint horizon)."""
-    lpips_weights: str | None = None
-    videos: int = 4
-    """Side-by-side videos written for the first this many trajectories."""
-    fps: int = 8
-    save_frames: bool = False
-    """Also write every generated frame to ``frames/<checkpoint>.npz`` (one array a trajectory)."""
-    protocol: str = "outbound-return"
-    """``"outbound-return"`` (Memory Maze, files of rad make-evalset), ``"predict"``
-    (context-then-predict with revisits on plain held-out episodes: :mod:`.clips`) or
-    ``"lockstep"`` (action fidelity and realism judged by an IDM: :mod:`.lockstep`)."""
-    context_frames: int = 48
-    """``"predict"``: context frames C of each clip."""
-    predict_frames: int = 48
-    """``"predict"``: generated frames P of each clip."""
-    clip: str = "revisits"
-    """``"predict"``: which clip of each episode (:data:`.clips.CLIP_CHOICES`)."""
-    dtype: str = "float32"
-    """Compute dtype of the engine's network (``"bfloat16"``: autocast, state in float32)."""
-    context_level: int | None = None
-    """Noise level of the context frames (``SamplerConfig.context_level``); None: each world's
-    sampler's, else its training default."""
-
-
 def world_sampler_for(path: str | os.PathLike, settings: EvalSettings) -> SamplerConfig:
     """The sampler a world is scored with: its own (``sampler.json``, as its users get it;
     :func:`world_model.loading.world_sampler`), each field the settings give overriding it."""
