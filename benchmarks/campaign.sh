@@ -8,15 +8,16 @@
 # the IDM are taken from the package when they ship there, and the world run resumes exactly from
 # $ROOT/runs/$NAME or, when that is gone, warm-starts from the committed world ($INIT).
 #
-# Settings (environment): ROOT (/work/campaign), EPISODES (300), NAME (rad), MEMORY (lstm; none for
-# the DF twin), BUDGET (CPU-minutes of this run in all, 480), THREADS (torch threads, 1),
-# DEVICE (cpu; cuda on a GPU machine), INIT (world to warm-start from when the run is new),
-# EXTRA (more --set overrides for rad train).
+# Settings (environment): ROOT (/work/campaign), EPISODES (300), WORKERS (collection processes, 2),
+# NAME (rad), MEMORY (lstm; none for the DF twin), BUDGET (CPU-minutes of this run in all, 480),
+# THREADS (torch threads, 1), DEVICE (cpu; cuda on a GPU machine), INIT (world to warm-start from
+# when the run is new), EXTRA (more --set overrides for rad train). The VAE and the IDM judge ship
+# in rad_env/weights/ (memory-maze-9x9-vae, memory-maze-9x9-idm); VAE= / IDM= point elsewhere.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 ROOT="${ROOT:-/work/campaign}" EPISODES="${EPISODES:-300}" NAME="${NAME:-rad}"
 MEMORY="${MEMORY:-lstm}" BUDGET="${BUDGET:-480}" THREADS="${THREADS:-1}" DEVICE="${DEVICE:-cpu}"
-INIT="${INIT:-}" EXTRA="${EXTRA:-}"
+INIT="${INIT:-}" EXTRA="${EXTRA:-}" WORKERS="${WORKERS:-2}"
 export MUJOCO_GL="${MUJOCO_GL:-egl}" WANDB_MODE="${WANDB_MODE:-offline}"
 export OMP_NUM_THREADS="$THREADS" MKL_NUM_THREADS="$THREADS"
 DATA="$ROOT/data/maze9" HELDOUT="$ROOT/data/maze9-heldout" EVALSET="$ROOT/data/maze9-eval"
@@ -35,11 +36,11 @@ RECIPE=(--config cpu-small --vae "$VAE" --set model.latent_channels=8 --set mode
 for stage in "$@"; do
   case "$stage" in
     data)  # 1000-step episodes of the real simulator, random-walk policy, seed 1
-      rad collect --env memory-maze-9x9 --episodes "$EPISODES" --steps 1000 --workers 2 \
+      rad collect --env memory-maze-9x9 --episodes "$EPISODES" --steps 1000 --workers "$WORKERS" \
         --out "$DATA" --seed 1 ;;
     heldout)  # episodes no world trains on (lockstep), and the outbound-and-return set
-      rad collect --env memory-maze-9x9 --episodes 16 --steps 1000 --workers 2 --out "$HELDOUT" --seed 777
-      rad make-evalset --env memory-maze-9x9 --trajectories 48 --out "$EVALSET" --seed 1000 --workers 2 ;;
+      rad collect --env memory-maze-9x9 --episodes 16 --steps 1000 --workers "$WORKERS" --out "$HELDOUT" --seed 777
+      rad make-evalset --env memory-maze-9x9 --trajectories 48 --out "$EVALSET" --seed 1000 --workers "$WORKERS" ;;
     vae)
       if [ "$VAE" = "$SHIPPED_VAE" ]; then echo "vae: shipped ($VAE)"; else
         rad train-vae --data "$DATA" --out "$VAE" --channels 16,32,64 --latent-channels 8 \
