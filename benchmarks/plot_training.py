@@ -1,6 +1,7 @@
 """Plot training and validation loss curves of one or more runs from their ``metrics.jsonl``.
 
     python benchmarks/plot_training.py runs/rad-lstm runs/df --out docs/img/training_loss.png
+    python benchmarks/plot_training.py runs/a runs/b --x cpu_minutes --out curves.png  # equal budget
 """
 
 from __future__ import annotations
@@ -25,19 +26,26 @@ def main() -> None:
     p.add_argument("runs", nargs="+", type=Path)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--max-step", type=int)
+    p.add_argument("--x", choices=("step", "cpu_minutes"), default="step",
+                   help="x axis: optimiser steps, or the run's CPU minutes (recipes at equal budget)")
     args = p.parse_args()
     fig, (ax_t, ax_v) = plt.subplots(1, 2, figsize=(10, 3.6))
     for run in args.runs:
         rows = read_metrics(run, args.max_step)
-        train = [(r["step"], r["loss/diffusion"]) for r in rows if "loss/diffusion" in r]
-        val = [(r["step"], r["val/diffusion"]) for r in rows if "val/diffusion" in r]
+        minutes = {r["step"]: r["cpu_minutes"] for r in rows if "cpu_minutes" in r}
+
+        def x(r: dict) -> float:
+            return r["step"] if args.x == "step" else minutes.get(r["step"], float("nan"))
+
+        train = [(x(r), r["loss/diffusion"]) for r in rows if "loss/diffusion" in r]
+        val = [(x(r), r["val/diffusion"]) for r in rows if "val/diffusion" in r]
         if train:
             ax_t.plot(*zip(*train), label=run.name, lw=0.8)
         if val:
             ax_v.plot(*zip(*val), "o-", label=run.name)
-            print(f"{run.name}: " + ", ".join(f"step {s}: {v:.4f}" for s, v in val))
-    ax_t.set(title="training diffusion loss (per logged step)", xlabel="step", yscale="log")
-    ax_v.set(title="validation diffusion loss (EMA weights)", xlabel="step")
+            print(f"{run.name}: " + ", ".join(f"{args.x} {s:.4g}: {v:.4f}" for s, v in val))
+    ax_t.set(title="training diffusion loss (per logged step)", xlabel=args.x, yscale="log")
+    ax_v.set(title="validation diffusion loss (EMA weights)", xlabel=args.x)
     for ax in (ax_t, ax_v):
         ax.grid(alpha=0.3)
         ax.legend()
