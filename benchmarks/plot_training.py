@@ -34,7 +34,7 @@ def main() -> None:
         rows = read_metrics(run, args.max_step)
         minutes = {r["step"]: r["cpu_minutes"] for r in rows if "cpu_minutes" in r}
 
-        def x(r: dict) -> float:
+        def x(r: dict, minutes: dict = minutes) -> float:
             return r["step"] if args.x == "step" else minutes.get(r["step"], float("nan"))
 
         train = [(x(r), r["loss/diffusion"]) for r in rows if "loss/diffusion" in r]
