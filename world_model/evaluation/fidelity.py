@@ -105,7 +105,7 @@ class LockstepReport:
                else format(v, f))
         for r in self.rows:
             lines.append(f"| {r.name} | {r.steps} | {fmt(r.accuracy, '.3f')} | "
-                         f"{fmt(r.fidelity, '.2f')} | {fmt(r.frechet, '.1f')} | "
+                         f"{fmt(r.fidelity, '.2f')} | {fmt(r.frechet, '.3g')} | "
                          f"{fmt(r.psnr, '.2f')} | {fmt(r.ssim, '.3f')} |")
         return "\n".join(lines) + "\n"
 
