@@ -17,7 +17,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 ROOT="${ROOT:-/work/campaign}" EPISODES="${EPISODES:-300}" NAME="${NAME:-rad}"
 MEMORY="${MEMORY:-lstm}" BUDGET="${BUDGET:-480}" THREADS="${THREADS:-1}" DEVICE="${DEVICE:-cpu}"
-INIT="${INIT:-}" EXTRA="${EXTRA:-}" WORKERS="${WORKERS:-2}"
+INIT="${INIT-$here/campaign/lat16-indep}" EXTRA="${EXTRA:-}" WORKERS="${WORKERS:-2}"
 export MUJOCO_GL="${MUJOCO_GL:-egl}" WANDB_MODE="${WANDB_MODE:-offline}"
 export OMP_NUM_THREADS="$THREADS" MKL_NUM_THREADS="$THREADS"
 DATA="$ROOT/data/maze9" HELDOUT="$ROOT/data/maze9-heldout" EVALSET="$ROOT/data/maze9-eval"
@@ -27,10 +27,10 @@ VAE="${VAE:-$([ -d "$SHIPPED_VAE" ] && echo "$SHIPPED_VAE" || echo "$ROOT/vae/f4
 IDM="${IDM:-$([ -d "$SHIPPED_IDM" ] && echo "$SHIPPED_IDM" || echo "$ROOT/idm/maze9")}"
 mkdir -p "$ROOT/logs"
 
-# The recipe: latent RAD on the f4 VAE (8x16x16 latents, patch 4: 16 tokens a frame), T = 32,
-# context-noise augmentation (the engine sees its context at level 20).
+# The recipe (the 2026-12-03 bake-off's winner, docs/training.md): latent RAD on the f4 VAE
+# (8x16x16 latents, patch 4: 16 tokens a frame), T = 32, diffusion-forcing (independent) context.
 RECIPE=(--config cpu-small --vae "$VAE" --set model.latent_channels=8 --set model.latent_size=16
-        --set model.patch_size=4 --set train.seq_len=32 --set diffusion.context=augmented
+        --set model.patch_size=4 --set train.seq_len=32
         --set "model.memory=\"$MEMORY\"" --set train.num_workers=0 --set train.checkpoint_every=100)
 
 for stage in "$@"; do
@@ -54,7 +54,7 @@ for stage in "$@"; do
       if [ ! -f "$run/train_state.pt" ] && [ -n "$INIT" ]; then warm=(--init-from "$INIT"); fi
       # shellcheck disable=SC2086
       rad train --data "$DATA" "${RECIPE[@]}" $EXTRA "${warm[@]}" --out "$run" --device "$DEVICE" \
-        --steps 1000000 --budget-minutes "$BUDGET" --keep-every 500 --resume --no-progress \
+        --steps 1000000 --budget-minutes "$BUDGET" --keep-every 500 --resume --no-progress --compile \
         >> "$ROOT/logs/$NAME.log" 2>&1 ;;
     eval)  # lockstep on held-out episodes at the worlds' own samplers
       rad eval --protocol lockstep --idm "$IDM" --checkpoint "$ROOT/runs/$NAME" \
