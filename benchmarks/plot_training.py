@@ -34,8 +34,13 @@ def main() -> None:
         rows = read_metrics(run, args.max_step)
         minutes = {r["step"]: r["cpu_minutes"] for r in rows if "cpu_minutes" in r}
 
-        def x(r: dict, minutes: dict = minutes) -> float:
-            return r["step"] if args.x == "step" else minutes.get(r["step"], float("nan"))
+        logged = sorted(minutes)
+
+        def x(r: dict, minutes: dict = minutes, logged: list = logged) -> float:
+            if args.x == "step":
+                return r["step"]
+            below = [s for s in logged if s <= r["step"]]  # the last logged step at or before it
+            return minutes[below[-1]] if below else float("nan")
 
         train = [(x(r), r["loss/diffusion"]) for r in rows if "loss/diffusion" in r]
         val = [(x(r), r["val/diffusion"]) for r in rows if "val/diffusion" in r]
