@@ -37,6 +37,7 @@ class Diffusion:
             raise ValueError(f"unknown schedule {cfg.schedule!r}")
         alpha_bar[0] = 1.0
         self.alpha_bar = alpha_bar.float()  # (K+1,)
+        self._level_cache: dict[int, tuple[Tensor, Tensor]] = {}
 
     @property
     def num_levels(self) -> int:
@@ -94,7 +95,9 @@ class Diffusion:
         ``(x0, eps)`` in float32 under ``cfg.prediction``; with ``clip_range`` x0 is clamped to it
         and eps recomputed so that ``x = alpha x0 + sigma eps`` still holds."""
         x, output = x.float(), output.float()
-        a, s = (c.to(x.device) for c in self.coefficients(torch.tensor(level)))
+        if level not in self._level_cache:  # a sampler asks for the same few levels every frame
+            self._level_cache[level] = self.coefficients(torch.tensor(level))
+        a, s = (c.to(x.device) for c in self._level_cache[level])
         if self.cfg.prediction == "v":
             x0, eps = a * x - s * output, s * x + a * output
         elif self.cfg.prediction == "eps":
