@@ -54,10 +54,10 @@ class FiniteWatch:
         self.first: dict[str, tuple[int, int]] = {}  # kind -> (batched step, row)
         engine.step_latents = self
 
-    def __call__(self, state, actions, validate: bool = True):
+    def __call__(self, state, actions):
         import torch
 
-        info = self.inner(state, actions, validate)
+        info = self.inner(state, actions)
         rows = {"frame": ~torch.isfinite(info.latent).flatten(1).all(1)}
         if info.reward is not None:
             rows["reward"] = ~torch.isfinite(info.reward)

@@ -21,8 +21,9 @@ environment refused; an agent moves between the learned and the real env unchang
 * ``observe(frame, action)`` feeds a real frame instead of an imagined one (grounding);
   ``get_state()``/``set_state()`` branch futures from one moment.
 
-Everything happens in :class:`~rad_env.worlds.BatchedWorlds` (N = 1); this class adds the
-single-env Gymnasium conventions and checks the action (and observed frame) once.
+Everything happens in :class:`~rad_env.worlds.BatchedWorlds` (N = 1), and the engine under it
+checks the action and the observed frame (once); this class adds the single-env Gymnasium
+conventions and nothing else.
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ import gymnasium
 import numpy as np
 from gymnasium.error import ResetNeeded
 
+from rad_env.config import EnvConfig
 from rad_env.worlds import BatchedWorlds, StepResult, WorldSnapshot
-from world_model.engine.checks import check_actions, check_frames
 from world_model.errors import UserError
 
 
@@ -46,9 +47,9 @@ class RADEnv(gymnasium.Env):
         checkpoint: run directory; None (default) is the world shipped in
             ``rad_env/weights/memory-maze-9x9`` (a clear CheckpointError if it is not installed).
         render_mode: ``"rgb_array"`` (``render()`` returns the last frame) or None.
-        **kwargs: ``contexts``, ``context``, ``data_dir``, ``context_len``, ``device``,
-            ``steps``, ``eta``, ``dtype``, ``reward_mode``, ``max_steps``, ``real_env_kwargs``,
-            ``family``: see :class:`BatchedWorlds`.
+        config: the env's options (:class:`~rad_env.config.EnvConfig`).
+        **options: fields of :class:`~rad_env.config.EnvConfig` (``steps``, ``device``,
+            ``contexts``, ``context``, ``max_steps``, ...), replacing those of ``config``.
 
     ``info`` holds ``frame_index`` (of the returned frame in the world, context included),
     ``step`` (since the reset), ``sampling_steps``, ``imagined``, ``reward_raw`` and
@@ -58,11 +59,12 @@ class RADEnv(gymnasium.Env):
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 4}
 
     def __init__(self, checkpoint: str | os.PathLike | None = None, *,
-                 render_mode: str | None = None, **kwargs: Any) -> None:
+                 render_mode: str | None = None, config: EnvConfig | None = None,
+                 **options: Any) -> None:
         if render_mode not in (None, *self.metadata["render_modes"]):
             raise UserError(f"render_mode={render_mode!r}: expected one of "
                             f"{self.metadata['render_modes']} or None")
-        self.worlds = BatchedWorlds(1, checkpoint, **kwargs)
+        self.worlds = BatchedWorlds(1, checkpoint, config=config, **options)
         self.render_mode = render_mode
         self.observation_space = self.worlds.observation_space
         self.action_space = self.worlds.action_space
@@ -74,14 +76,14 @@ class RADEnv(gymnasium.Env):
               ) -> tuple[np.ndarray, dict[str, Any]]:
         """Start an episode from a real context (see the module docstring for ``options``)."""
         super().reset(seed=seed)
-        self.worlds.rngs[0] = self.np_random  # contexts and noise seeds follow the env's seed
+        self.worlds.seed_row(0, self.np_random)  # contexts and noise seeds follow the env's seed
         self.worlds.reset_rows([0], options)
         return self.worlds.obs[0].copy(), self.worlds.reset_info(0)
 
     def step(self, action: Any) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
         """Imagine the frame that ``action`` leads to (checked here, once)."""
         self._check_running("step")
-        return self._unbatch(self.worlds.step(self._action(action), validate=False))
+        return self._unbatch(self.worlds.step(self._one(action)))
 
     def observe(self, frame: Any, action: Any
                 ) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
@@ -89,9 +91,7 @@ class RADEnv(gymnasium.Env):
         imagined one. Counts as a step; returns what :meth:`step` returns (``obs`` is ``frame``,
         the reward and termination are the heads' reading of it, ``info["imagined"]`` False)."""
         self._check_running("observe")
-        check_frames(frame, "(H, W, 3)", self.worlds.frame_size, name="observed frame")
-        return self._unbatch(self.worlds.observe(np.asarray(frame)[None], self._action(action),
-                                                 validate=False))
+        return self._unbatch(self.worlds.observe(self._one(frame, ndim=3), self._one(action)))
 
     def get_state(self) -> WorldSnapshot:
         """A snapshot (memory, KV cache, sampling generators, counters, the env's RNG) that
@@ -117,11 +117,14 @@ class RADEnv(gymnasium.Env):
             raise ResetNeeded(f"RADEnv.{what}() called before reset() or after the episode ended "
                               f"(terminated/truncated); call reset() first")
 
-    def _action(self, action: Any):
-        """One action of ``Discrete(num_actions)`` (a size-1 array counts as one) -> ``(1,)``."""
-        if np.ndim(action) > 0 and np.size(action) == 1:
-            action = np.reshape(action, ())
-        return check_actions(action, (), self.worlds.num_actions, name="action").reshape(1)
+    @staticmethod
+    def _one(value: Any, ndim: int = 0) -> Any:
+        """One row's value (an action, ``ndim = 0``, where a size-1 array counts as one; or a
+        frame, ``ndim = 3``) as the batch of one row the core takes; anything else is passed on
+        as it is, for the engine's check to name."""
+        if ndim == 0 and np.ndim(value) > 0 and np.size(value) == 1:
+            return np.reshape(value, 1)
+        return np.asarray(value)[None] if np.ndim(value) == ndim else value
 
     @staticmethod
     def _unbatch(r: StepResult) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:

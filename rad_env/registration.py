@@ -61,7 +61,9 @@ _REAL_OTHERS = (
 )
 
 #: The learned worlds: the spaces recorded in the checkpoint, the episode length of the real env
-#: they learned (``RAD-v0`` truncates by itself: its length depends on the world).
+#: they learned. They register no ``max_episode_steps``: the env itself truncates (its
+#: ``max_steps``, by default the real env's length), the one place that decides it, for
+#: ``gymnasium.make`` and ``make_vec`` alike.
 _LEARNED = (
     EnvEntry(
         id="RAD-v0",
@@ -73,7 +75,6 @@ _LEARNED = (
         entry_point="rad_env.env:RADEnv",
         vector_entry_point="rad_env.vector:RADVectorEnv",
         kwargs={"family": "memory-maze"},
-        max_episode_steps=MAZE_SIZES["9x9"],
     ),
 )
 

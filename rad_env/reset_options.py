@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 
 from rad_env.bank import BANK_FILE, ContextBank
+from rad_env.config import CONTEXT_SOURCES
 from rad_env.contexts import Context, ContextSource, DataContexts, RealContexts, check_context
 from world_model.errors import CheckpointError, DataError, UserError
 
-#: Where resets can start, and the keys ``reset(options=...)`` accepts.
-CONTEXT_SOURCES = ("bank", "data", "real")
+#: The keys ``reset(options=...)`` accepts (``"context"``: one of :data:`CONTEXT_SOURCES`).
 RESET_OPTIONS = ("context", "clip", "frames", "actions", "data_dir")
 
 
@@ -31,7 +31,7 @@ class ContextChooser:
         run_dir: the checkpoint directory (its ``contexts.npz`` is the default bank).
         frame_size, num_actions, window: of the world (window sets the default length).
         contexts: a bank file instead of the checkpoint's.
-        context: the default source, one of :data:`CONTEXT_SOURCES`.
+        context: the default source, one of :data:`CONTEXT_SOURCES` (checked by ``EnvConfig``).
         data_dir: episode files for ``"data"``.
         context_len: frames per context (default: the bank's clip length, else ``2 * window``).
         real_env_kwargs: for :class:`RealContexts`.
@@ -43,10 +43,6 @@ class ContextChooser:
                  data_dir: str | Path | None = None, context_len: int | None = None,
                  real_env_kwargs: dict[str, Any] | None = None,
                  env_id: str = "memory-maze-9x9") -> None:
-        if context not in CONTEXT_SOURCES:
-            raise UserError(f"context={context!r}: expected one of {CONTEXT_SOURCES}")
-        if context == "data" and data_dir is None:
-            raise UserError("context='data' needs data_dir=DIR (a directory of episode files)")
         self.run_dir, self.default = Path(run_dir), context
         self.frame_size, self.num_actions = frame_size, num_actions
         self.data_dir = None if data_dir is None else Path(data_dir)
@@ -54,8 +50,6 @@ class ContextChooser:
         self.bank = self._load_bank(contexts)
         default_len = self.bank.context_len if self.bank is not None else 2 * window
         self.context_len = int(context_len) if context_len is not None else default_len
-        if self.context_len < 1:
-            raise UserError(f"context_len must be >= 1, got {context_len}")
         if context == "bank":
             self._bank().clip(0, self.context_len)  # a too long context_len fails now
         self._data: dict[Path, DataContexts] = {}

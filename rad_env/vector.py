@@ -14,8 +14,10 @@ step and observation. Two faces put the RL conventions on top of it, and nothing
   info in ``infos["final_obs"]``/``infos["final_info"]``) or ``"disabled"`` (reset rows yourself
   with ``reset(options={"reset_mask": mask})``).
 
-Both take the keyword arguments of :class:`~rad_env.worlds.BatchedWorlds` (checkpoint, contexts,
-device, steps, dtype, ...) and expose ``get_state()``/``set_state()`` for all rows.
+Both take the options of :class:`~rad_env.config.EnvConfig` (``config=`` or keyword arguments:
+contexts, device, steps, dtype, max_steps, ...) and expose ``get_state()``/``set_state()`` for all
+rows. The episode length is decided by the core alone (``max_steps``); no Gymnasium ``TimeLimit``
+is involved.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from rad_env.config import EnvConfig
 from rad_env.worlds import BatchedWorlds, WorldSnapshot
 from world_model.errors import UserError
 
@@ -62,7 +65,7 @@ class RADVecEnv(_SB3VecEnv if _SB3VecEnv is not None else object):  # type: igno
     Args:
         num_envs: N, worlds stepped together.
         render_mode: ``"rgb_array"`` (``get_images()`` returns every row's frame) or None.
-        **kwargs: see :class:`~rad_env.worlds.BatchedWorlds`.
+        config, **options: the env's options (:class:`~rad_env.config.EnvConfig`).
 
     Seeds (``seed(s)``: row ``i`` gets ``s + i``) and options (``set_options``, the same as
     :meth:`RADEnv.reset`'s) apply to the next ``reset()``, as in SB3. All rows share this one
@@ -71,12 +74,13 @@ class RADVecEnv(_SB3VecEnv if _SB3VecEnv is not None else object):  # type: igno
     """
 
     def __init__(self, num_envs: int = 1, checkpoint: str | None = None, *,
-                 render_mode: str | None = None, **kwargs: Any) -> None:
+                 render_mode: str | None = None, config: EnvConfig | None = None,
+                 **options: Any) -> None:
         if _SB3VecEnv is None:
             raise UserError("RADVecEnv needs stable-baselines3: pip install 'rad-env[rl]'")
         if render_mode not in (None, "rgb_array"):
             raise UserError(f"render_mode={render_mode!r}: expected 'rgb_array' or None")
-        self.worlds = BatchedWorlds(num_envs, checkpoint, **kwargs)
+        self.worlds = BatchedWorlds(num_envs, checkpoint, config=config, **options)
         self.render_mode = render_mode
         super().__init__(num_envs, self.worlds.observation_space, self.worlds.action_space)
         self._actions: np.ndarray | None = None
@@ -162,11 +166,9 @@ class RADVectorEnv(VectorEnv):
 
     Args:
         num_envs: N, worlds stepped together.
-        max_episode_steps: the episode length (``gymnasium.make_vec`` passes the registered 1000);
-            same as ``max_steps`` of :class:`~rad_env.worlds.BatchedWorlds`.
         autoreset_mode: ``"next_step"`` (default), ``"same_step"`` or ``"disabled"``.
         render_mode: ``"rgb_array"`` (``render()`` returns a tuple of N frames) or None.
-        **kwargs: see :class:`~rad_env.worlds.BatchedWorlds`.
+        config, **options: the env's options (:class:`~rad_env.config.EnvConfig`).
 
     ``reset(seed=s)`` seeds row ``i`` with ``s + i`` (or one seed per row from a list);
     ``options`` are those of :meth:`RADEnv.reset`, plus ``"reset_mask"``: ``(N,)`` bool, the rows
@@ -177,21 +179,16 @@ class RADVectorEnv(VectorEnv):
                                 "autoreset_mode": AutoresetMode.NEXT_STEP}
 
     def __init__(self, num_envs: int = 1, checkpoint: str | None = None, *,
-                 max_episode_steps: int | None = None,
                  autoreset_mode: str | AutoresetMode = AutoresetMode.NEXT_STEP,
-                 render_mode: str | None = None, **kwargs: Any) -> None:
+                 render_mode: str | None = None, config: EnvConfig | None = None,
+                 **options: Any) -> None:
         if render_mode not in (None, "rgb_array"):
             raise UserError(f"render_mode={render_mode!r}: expected 'rgb_array' or None")
         modes = {**{m.value: m for m in AutoresetMode}, **{m.name.lower(): m for m in AutoresetMode}}
         if autoreset_mode not in modes and not isinstance(autoreset_mode, AutoresetMode):
             raise UserError(f"autoreset_mode={autoreset_mode!r}: expected one of {list(modes)}")
         self.autoreset_mode = AutoresetMode(modes.get(autoreset_mode, autoreset_mode))
-        if max_episode_steps is not None:
-            if kwargs.get("max_steps", max_episode_steps) != max_episode_steps:
-                raise UserError(f"max_episode_steps={max_episode_steps} and "
-                                f"max_steps={kwargs['max_steps']} disagree")
-            kwargs["max_steps"] = max_episode_steps
-        self.worlds = BatchedWorlds(num_envs, checkpoint, **kwargs)
+        self.worlds = BatchedWorlds(num_envs, checkpoint, config=config, **options)
         self.num_envs = num_envs
         self.render_mode = render_mode
         self.metadata = dict(self.metadata, autoreset_mode=self.autoreset_mode)

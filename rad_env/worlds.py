@@ -11,8 +11,8 @@ engine state of the rows, draws their real starting contexts (:mod:`rad_env.rese
 steps and observes them, counts their episode steps and branches them (snapshots).
 
 Values cross from numpy to torch once on the way in (actions, observed frames, contexts) and
-from torch to numpy once on the way out (frames, rewards); actions and frames are checked once,
-here or by the single-env face that calls in with ``validate=False``. All sampling noise comes
+from torch to numpy once on the way out (frames, rewards); actions and frames are checked once, by
+the engine's public methods (:mod:`world_model.engine.checks`). All sampling noise comes
 from one ``torch.Generator`` per row, seeded from that row's numpy generator at its reset (the
 env's ``np_random`` for ``RADEnv``), so a seeded reset and the actions after it fix every frame.
 """
@@ -32,10 +32,10 @@ import torch
 from gymnasium import spaces
 from gymnasium.error import ResetNeeded
 
+from rad_env.config import EnvConfig
 from rad_env.contexts import stack_contexts
 from rad_env.reset_options import ContextChooser
 from world_model.checkpoint import load
-from world_model.engine.checks import check_actions, check_frames
 from world_model.engine.rollout import StepInfo
 from world_model.engine.world_state import WorldState
 from world_model.errors import CheckpointError, UserError
@@ -46,7 +46,6 @@ logger = logging.getLogger(__name__)
 
 #: The world shipped inside the package: a run directory plus ``contexts.npz``.
 SHIPPED_WORLD = Path(__file__).resolve().parent / "weights" / "memory-maze-9x9"
-REWARD_MODES = ("round", "raw")
 #: Episode length of a world whose real env has no time limit.
 DEFAULT_MAX_STEPS = 1000
 
@@ -132,34 +131,10 @@ class BatchedWorlds:
     Args:
         num_envs: N rows.
         checkpoint: run directory (``config.json`` + ``model.safetensors`` [+ ``vae/``] [+
-            ``contexts.npz``]); None: the shipped world.
-        contexts: a ``contexts.npz`` file (default: the checkpoint's, when present).
-        context: where resets start by default: ``"bank"`` (the context bank), ``"data"``
-            (random windows of the episode files under ``data_dir``) or ``"real"`` (the real env
-            the world learned, run for the context length under random actions).
-        data_dir: directory of episode files for ``context="data"``.
-        context_len: real frames per context (default: the bank's clip length; without a bank
-            ``2 * window``).
-        device: ``"cpu"``, ``"cuda"``, ``"auto"``, ... (:func:`world_model.devices.resolve_device`).
-        steps: DDIM steps per frame (kept as :attr:`sampling_steps`; the episode step counters
-            are :attr:`episode_step`). Default: the world's ``sampler.json`` (the steps it was
-            measured best with; the shipped world has one), else :data:`DEFAULT_STEPS`.
-        eta: DDIM stochasticity (0: deterministic given the initial noise). Default: the
-            world's ``sampler.json``, else 0.
-        dtype: compute dtype of the network (``"float32"``, ``"bfloat16"``, ``"float16"``; run
-            under autocast, state kept in float32). bfloat16 pays on GPUs, not on CPUs without it.
-        reward_mode: ``"round"``: 1.0 where the predicted reward is >= 0.5, else 0.0 (Memory Maze
-            rewards are 0 or 1); ``"raw"``: the reward head's output. Default: the real env's
-            (round for Memory Maze, raw for the others).
-        max_steps: episode length in steps after the reset. Default: the real env's (Memory
-            Maze 9x9: 1000, Crafter: 10000, MineRL Navigate: 6000; 1000 without one).
-        real_env_kwargs: arguments of the real env for ``context="real"`` (Memory Maze: task
-            arguments, e.g. ``camera_resolution``).
-        family: the kind of world this face serves (``"memory-maze"``: ``RAD-MemoryMaze-v0``);
-            a checkpoint of another env is refused. None: any (``RAD-v0``).
-        compile: ``torch.compile`` the engine's frame pass (``RolloutEngine``; falls back to
-            eager where compilation is unavailable). The first steps of each batch size and
-            context length compile; measured cost and gain in docs/env.md.
+            ``contexts.npz``] [+ ``sampler.json``]); None: the shipped world.
+        config: the env's options (:class:`~rad_env.config.EnvConfig`); default: all defaults.
+        **options: fields of :class:`~rad_env.config.EnvConfig` replacing those of ``config``
+            (``steps=2, device="cuda"``, ...); an unknown name is an error that names it.
 
     Raises:
         CheckpointError: a missing or corrupt checkpoint, or no context bank where one is needed.
@@ -167,32 +142,25 @@ class BatchedWorlds:
     """
 
     def __init__(self, num_envs: int = 1, checkpoint: str | os.PathLike | None = None, *,
-                 contexts: str | os.PathLike | None = None, context: str = "bank",
-                 data_dir: str | os.PathLike | None = None, context_len: int | None = None,
-                 device: str | torch.device | None = "cpu", steps: int | None = None,
-                 eta: float | None = None, dtype: str | torch.dtype = "float32",
-                 reward_mode: str | None = None, max_steps: int | None = None,
-                 real_env_kwargs: dict[str, Any] | None = None,
-                 family: str | None = None, compile: bool = False) -> None:
+                 config: EnvConfig | None = None, **options: Any) -> None:
         if int(num_envs) < 1:
             raise UserError(f"num_envs must be >= 1, got {num_envs}")
-        if reward_mode not in (None, *REWARD_MODES):
-            raise UserError(f"reward_mode={reward_mode!r}: expected one of {REWARD_MODES}")
-        if max_steps is not None and int(max_steps) < 1:
-            raise UserError(f"max_steps must be >= 1, got {max_steps}")
+        self.config = cfg = EnvConfig.from_kwargs(config, **options)
         self.run_dir = resolve_checkpoint(checkpoint)
-        self.world = load(self.run_dir, device)
+        self.world = load(self.run_dir, cfg.device)
         self.env_id = self.world.config.train.env_id
         self.real_env = world_env_spec(self.env_id)
         """What the world imitates (:class:`~world_model.sim.real_envs.RealEnvSpec`)."""
-        if family is not None and self.real_env.family != family:
-            raise UserError(f"{self.run_dir} is a world of {self.env_id!r}, not of {family}: "
+        if cfg.family is not None and self.real_env.family != cfg.family:
+            raise UserError(f"{self.run_dir} is a world of {self.env_id!r}, not of {cfg.family}: "
                             f"make it with gymnasium.make('rad_env:RAD-v0', checkpoint=...)")
         self.num_envs = int(num_envs)
-        self.reward_mode = reward_mode or self.real_env.reward_mode
-        self.max_steps = int(max_steps or self.real_env.episode_steps or DEFAULT_MAX_STEPS)
-        self.engine = engine_for(self.world, self.run_dir, steps=steps, eta=eta, dtype=dtype,
-                                 compile=compile)
+        self.reward_mode = cfg.reward_mode or self.real_env.reward_mode
+        self.max_steps = int(cfg.max_steps or self.real_env.episode_steps or DEFAULT_MAX_STEPS)
+        """Episode length: a row is truncated after this many steps since its reset (the one
+        place truncation is decided)."""
+        self.engine = engine_for(self.world, self.run_dir, steps=cfg.steps, eta=cfg.eta,
+                                 dtype=cfg.dtype, compile=cfg.compile)
         self.sampling_steps = self.engine.sampler.steps
         self.frame_size = self.world.config.latent.frame_size
         self.num_actions = self.world.config.model.num_actions
@@ -200,9 +168,9 @@ class BatchedWorlds:
         self.action_space = spaces.Discrete(self.num_actions)
         window = self.world.config.model.window
         self.contexts = ContextChooser(
-            self.run_dir, self.frame_size, self.num_actions, window, contexts=contexts,
-            context=context, data_dir=data_dir, context_len=context_len,
-            real_env_kwargs=real_env_kwargs, env_id=self.env_id)
+            self.run_dir, self.frame_size, self.num_actions, window, contexts=cfg.contexts,
+            context=cfg.context, data_dir=cfg.data_dir, context_len=cfg.context_len,
+            real_env_kwargs=cfg.real_env_kwargs, env_id=self.env_id)
         self.rngs = [np.random.default_rng() for _ in range(self.num_envs)]
         self.state: WorldState | None = None
         N, H = self.num_envs, self.frame_size
@@ -212,14 +180,15 @@ class BatchedWorlds:
         self.ended = np.ones(N, bool)  # no episode under way: reset first
         self.started = np.zeros(N, bool)
         self.sources: list[tuple[str, int]] = [("", -1)] * N  # (source, clip) of each row
-        logger.info("world %s of %s on %s: %d DDIM steps, window %d, contexts of %d frames (%s)",
+        logger.info("world %s of %s on %s: %d sampler steps, window %d, contexts of %d frames (%s)",
                     self.run_dir, self.env_id, self.engine.device, self.sampling_steps, window,
-                    self.contexts.context_len, context)
+                    self.contexts.context_len, cfg.context)
 
     # -- rows -------------------------------------------------------------------------------------
-    def seed_row(self, row: int, seed: int) -> None:
-        """Give row ``row`` a new numpy generator (contexts and noise seeds of its resets)."""
-        self.rngs[row] = np.random.default_rng(seed)
+    def seed_row(self, row: int, seed: int | np.random.Generator) -> None:
+        """Give row ``row`` a new numpy generator (contexts and noise seeds of its resets), or
+        the caller's own (``RADEnv`` hands over its ``np_random``)."""
+        self.rngs[row] = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
 
     def reset_rows(self, rows: Sequence[int], options: dict[str, Any] | None = None) -> None:
         """Start ``rows`` afresh from real contexts (the other rows are untouched)."""
@@ -232,7 +201,7 @@ class BatchedWorlds:
             group = [k for k, c in enumerate(drawn) if len(c.frames) == length]
             frames, actions = stack_contexts([drawn[k] for k in group])
             new = self.engine.start(torch.from_numpy(frames), torch.from_numpy(actions),
-                                    seeds=[seeds[k] for k in group], validate=False)  # drawn: checked
+                                    seeds=[seeds[k] for k in group])
             self.state[[rows[k] for k in group]] = new
         for r, c in zip(rows, drawn):
             self.obs[r] = c.frames[-1]
@@ -248,36 +217,29 @@ class BatchedWorlds:
                 "context_source": source, "clip": clip}
 
     # -- frames -----------------------------------------------------------------------------------
-    def _checked_actions(self, actions: Any) -> torch.Tensor:
-        """``(N,)`` integers in ``[0, num_actions)`` (a scalar when N = 1) -> the same values as a
-        tensor (sharing a numpy array's memory); a clear error otherwise."""
-        if np.ndim(actions) == 0 and self.num_envs == 1:
-            actions = np.reshape(actions, 1)
-        return check_actions(actions, (self.num_envs,), self.num_actions)
+    def _rows_of(self, values: Any) -> Any:
+        """One value per row: a scalar (or size-1 array) counts as ``(1,)`` when N = 1. The
+        engine checks the result (shape, dtype, range) and names what is wrong."""
+        if self.num_envs == 1 and np.ndim(values) == 0:
+            return np.reshape(values, 1)
+        return values
 
     def _require_started(self) -> WorldState:
         if self.state is None or not self.started.all():
             raise ResetNeeded("step() before reset(): every environment must be reset first")
         return self.state
 
-    def step(self, actions: Any, validate: bool = True) -> StepResult:
-        """Imagine one frame for every row: ``actions (N,)`` -> :class:`StepResult`.
-        ``validate=False``: ``actions`` is an ``(N,)`` integer tensor the caller checked."""
-        a = self._checked_actions(actions) if validate else actions
-        frames, info = self.engine.step(self._require_started(), a, validate=False)
+    def step(self, actions: Any) -> StepResult:
+        """Imagine one frame for every row: ``actions (N,)`` integers -> :class:`StepResult`."""
+        frames, info = self.engine.step(self._require_started(), self._rows_of(actions))
         return self._finish(frames.cpu().numpy(), info, imagined=True)
 
-    def observe(self, frames: Any, actions: Any, validate: bool = True) -> StepResult:
+    def observe(self, frames: Any, actions: Any) -> StepResult:
         """Feed real frames ``(N, H, W, 3)`` uint8, reached by ``actions (N,)``, instead of
-        imagined ones: the world goes on from reality. ``validate=False``: the caller checked
-        both (``actions`` as an ``(N,)`` integer tensor)."""
-        if validate:
-            check_frames(frames, "(N, H, W, 3)", self.frame_size, rows=self.num_envs,
-                         name="observed frames")
-        a = self._checked_actions(actions) if validate else actions
+        imagined ones: the world goes on from reality."""
+        state = self._require_started()
+        info = self.engine.observe(state, frames, self._rows_of(actions))  # checks both
         obs = np.array(frames, dtype=np.uint8, copy=True)  # the caller keeps its array
-        info = self.engine.observe(self._require_started(), torch.from_numpy(obs), a,
-                                   validate=False)
         return self._finish(obs, info, imagined=False)
 
     def _finish(self, obs: np.ndarray, info: StepInfo, imagined: bool) -> StepResult:

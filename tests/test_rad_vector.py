@@ -16,15 +16,26 @@ from world_model.errors import UserError
 
 
 def count_engine_calls(monkeypatch, worlds) -> list[int]:
-    """Record the batch size of every engine.step call (the engine is not asked to re-check)."""
+    """Record the batch size of every engine.step call, and check that each call checks its
+    actions exactly once (in the engine: the env faces pass them through)."""
+    import world_model.engine.rollout as rollout
+
     calls: list[int] = []
-    step = worlds.engine.step
+    checks: list[int] = []
+    step, check = worlds.engine.step, rollout.check_actions
 
-    def counted(state, actions, validate=True):
-        assert validate is False  # checked once, by the env
+    def counted_check(*args, **kwargs):
+        checks.append(1)
+        return check(*args, **kwargs)
+
+    def counted(state, actions):
+        before = len(checks)
+        out = step(state, actions)
+        assert len(checks) - before == 1  # checked once, by the engine
         calls.append(len(actions))
-        return step(state, actions, validate)
+        return out
 
+    monkeypatch.setattr(rollout, "check_actions", counted_check)
     monkeypatch.setattr(worlds.engine, "step", counted)
     return calls
 
@@ -116,7 +127,7 @@ def test_ppo_learns_on_the_vec_env_with_no_adapter(tiny_world):
 # -- Gymnasium ------------------------------------------------------------------------------------
 def test_make_vec_gives_the_batched_env_with_next_step_autoreset(tiny_world):
     env = gymnasium.make_vec("rad_env:RAD-MemoryMaze-v0", num_envs=2, checkpoint=str(tiny_world),
-                             steps=STEPS, max_episode_steps=2)
+                             steps=STEPS, max_steps=2)
     assert isinstance(env, RADVectorEnv)
     assert env.metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP
     assert env.observation_space.shape == (2, 64, 64, 3) and env.single_action_space.n == 6

@@ -51,7 +51,7 @@ def test_a_non_finite_frame_or_reward_is_counted_with_its_step_and_row(soak_env)
     latents[2, 0, 1, 1] = float("nan")
     replies = iter([StepInfo(torch.zeros(3, 2, 4, 4), torch.zeros(3), torch.zeros(3)),
                     StepInfo(latents, torch.tensor([0.0, float("inf"), 0.0]), torch.zeros(3))])
-    engine = SimpleNamespace(step_latents=lambda state, actions, validate=True: next(replies))
+    engine = SimpleNamespace(step_latents=lambda state, actions: next(replies))
     watch = soak_env.FiniteWatch(engine)
     engine.step_latents(None, None)
     assert watch.total == 0 and watch.first == {}

@@ -1,8 +1,8 @@
 """The one validator of the frames and actions that enter a world from outside.
 
-Each value is checked once, where it enters: the engine's public methods for library callers,
-``rad_env`` for Gymnasium and stable-baselines3 callers (which then tell the engine
-``validate=False``), the context checks for reset options. Errors name the expected shape, dtype
+Each value is checked once, where it enters: the engine's public methods (every face above, the
+Gymnasium and stable-baselines3 envs included, passes values through to them) and the context
+checks of reset options. Errors name the expected shape, dtype
 and range. Checks read numpy arrays and tensors alike and return a tensor that shares the caller's
 memory (``torch.as_tensor``): no copy, and no conversion back.
 """
@@ -29,6 +29,9 @@ def check_actions(actions: Any, shape: tuple[int, ...], num_actions: int,
     """
     t = _as_tensor(actions, name)
     integer = not (t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool)
+    if not integer and t.numel() == 1:
+        shown = actions.tolist() if hasattr(actions, "tolist") else actions
+        raise UserError(f"{name} {shown!r} is not an integer of Discrete({num_actions})")
     if tuple(t.shape) != tuple(shape) or not integer:
         if shape == ():
             raise UserError(f"{name} {actions!r} is not an integer of Discrete({num_actions})")
@@ -36,7 +39,7 @@ def check_actions(actions: Any, shape: tuple[int, ...], num_actions: int,
                         f"{tuple(t.shape)} {t.dtype}")
     if t.numel() and (int(t.min()) < 0 or int(t.max()) >= num_actions):
         bad = ((t < 0) | (t >= num_actions)).nonzero()[0].tolist()
-        where = f" at index {tuple(bad) if len(bad) > 1 else bad[0]}" if bad else ""
+        where = f" at index {tuple(bad) if len(bad) > 1 else bad[0]}" if bad and t.numel() > 1 else ""
         value = int(t[tuple(bad)]) if bad else int(t)
         raise UserError(f"action {value}{where} is outside Discrete({num_actions}): {name} must "
                         f"be in [0, {num_actions})")

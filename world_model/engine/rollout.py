@@ -25,8 +25,9 @@ through :meth:`RolloutEngine.observe` (steps 2-3 only). Rows may sit at differen
 The state is an explicit :class:`~world_model.engine.world_state.WorldState` that the engine
 updates in place: ``clone()`` it to branch, index it by rows, reset rows, move it between devices.
 
-Frames and actions from the caller are checked once (:mod:`world_model.engine.checks`); a caller
-that checked them at its own boundary (``rad_env``) passes ``validate=False``.
+Frames and actions from the caller are checked once, here, at the public methods
+(:mod:`world_model.engine.checks`): every face above (``rad_env``, the agents' tools) passes them
+through unchecked and gets the engine's error, which names what is wrong.
 """
 
 from __future__ import annotations
@@ -162,30 +163,26 @@ class RolloutEngine(MemoryBookkeeping):
 
     @torch.no_grad()
     def start(self, frames: Tensor | np.ndarray, actions: Tensor | np.ndarray,
-              seeds: int | Sequence[int] | None = None, validate: bool = True) -> WorldState:
+              seeds: int | Sequence[int] | None = None) -> WorldState:
         """New worlds from real context frames.
 
         Args:
             frames: ``(B, T, H, W, 3)`` uint8, ``T >= 1``.
             actions: ``(B, T)`` integers, ``actions[:, i]`` led to frame ``i`` (0 for the first).
             seeds: sampling noise per row (see :func:`row_generators`).
-            validate: check ``frames`` and ``actions`` (False: the caller did).
         """
-        if validate:
-            check_frames(frames, "(B, T, H, W, 3)", self.frame_size)
-        frames = torch.as_tensor(frames).to(self.device)
-        return self.start_latents(self.codec.encode(frames), actions, seeds, validate)
+        frames = check_frames(frames, "(B, T, H, W, 3)", self.frame_size).to(self.device)
+        return self.start_latents(self.codec.encode(frames), actions, seeds)
 
     @torch.no_grad()
     def start_latents(self, latents: Tensor, actions: Tensor | np.ndarray,
-                      seeds: int | Sequence[int] | None = None,
-                      validate: bool = True) -> WorldState:
+                      seeds: int | Sequence[int] | None = None) -> WorldState:
         """As :meth:`start` from clean latents ``(B, T, C, h, w)``."""
         if latents.dim() != 5 or tuple(latents.shape[2:]) != self.latent_shape:
             raise UserError(f"latents must be (B, T, {', '.join(map(str, self.latent_shape))}), "
                             f"got {tuple(latents.shape)}")
         B, T = latents.shape[:2]
-        actions = self._actions(actions, (B, T), validate)
+        actions = self._actions(actions, (B, T))
         state = self.init_state(B, seeds)
         for i in range(T):
             self._observe(state, latents[:, i], actions[:, i])
@@ -194,14 +191,12 @@ class RolloutEngine(MemoryBookkeeping):
     # -- one frame -------------------------------------------------------------------------------
     @torch.no_grad()
     def observe(self, state: WorldState, frames: Tensor | np.ndarray,
-                actions: Tensor | np.ndarray, validate: bool = True) -> StepInfo:
-        """Append REAL frames ``(B, H, W, 3)`` uint8 reached by ``actions (B,)`` (state in place).
-        ``validate=False``: the caller checked both."""
+                actions: Tensor | np.ndarray) -> StepInfo:
+        """Append REAL frames ``(B, H, W, 3)`` uint8 reached by ``actions (B,)`` (state in place)."""
         B = state.batch_size
-        if validate:
-            check_frames(frames, "(B, H, W, 3)", self.frame_size, rows=B)
-        latents = self.codec.encode(torch.as_tensor(frames).to(self.device))
-        return self._observe(state, latents, self._actions(actions, (B,), validate))
+        frames = check_frames(frames, "(B, H, W, 3)", self.frame_size, rows=B)
+        actions = self._actions(actions, (B,))
+        return self._observe(state, self.codec.encode(frames.to(self.device)), actions)
 
     @torch.no_grad()
     def observe_latents(self, state: WorldState, latents: Tensor,
@@ -211,30 +206,27 @@ class RolloutEngine(MemoryBookkeeping):
         if tuple(latents.shape) != (B, *self.latent_shape):
             raise UserError(f"latents must be ({B}, {', '.join(map(str, self.latent_shape))}), "
                             f"got {tuple(latents.shape)}")
-        return self._observe(state, latents, self._actions(actions, (B,), True))
+        return self._observe(state, latents, self._actions(actions, (B,)))
 
     def _observe(self, state: WorldState, latents: Tensor, actions: Tensor) -> StepInfo:
         return self._append(state, latents.to(self.device, torch.float32), actions,
                             self.context(state))
 
     @torch.no_grad()
-    def step(self, state: WorldState, actions: Tensor | np.ndarray,
-             validate: bool = True) -> tuple[Tensor, StepInfo]:
-        """Generate one frame per row for ``actions (B,)`` (state in place); ``validate=False``:
-        the caller checked the actions.
+    def step(self, state: WorldState, actions: Tensor | np.ndarray) -> tuple[Tensor, StepInfo]:
+        """Generate one frame per row for ``actions (B,)`` (state in place).
 
         Returns:
             ``frames (B, H, W, 3) uint8`` (decoded) and the :class:`StepInfo`.
         """
-        info = self.step_latents(state, actions, validate)
+        info = self.step_latents(state, actions)
         return self.codec.decode(info.latent), info
 
     @torch.no_grad()
-    def step_latents(self, state: WorldState, actions: Tensor | np.ndarray,
-                     validate: bool = True) -> StepInfo:
+    def step_latents(self, state: WorldState, actions: Tensor | np.ndarray) -> StepInfo:
         """As :meth:`step` without decoding: the sampler's denoising passes over the cached
         context, one clean pass, one write."""
-        actions = self._actions(actions, (state.batch_size,), validate)
+        actions = self._actions(actions, (state.batch_size,))
         context = self.context(state)
 
         def denoise(x: Tensor, level: int) -> Tensor:
@@ -343,8 +335,6 @@ class RolloutEngine(MemoryBookkeeping):
         return StepInfo(latent.float(), reward, term)
 
     # -- input checks ----------------------------------------------------------------------------
-    def _actions(self, actions, shape: tuple[int, ...], validate: bool) -> Tensor:
-        """``actions`` as int64 on the engine's device, checked unless ``validate`` is False."""
-        if validate:
-            actions = check_actions(actions, shape, self.cfg.num_actions)
-        return torch.as_tensor(actions).to(self.device, torch.long)
+    def _actions(self, actions, shape: tuple[int, ...]) -> Tensor:
+        """``actions`` checked (:func:`check_actions`) as int64 on the engine's device."""
+        return check_actions(actions, shape, self.cfg.num_actions).to(self.device, torch.long)

@@ -1,0 +1,100 @@
+"""``EnvConfig``: every option of the learned env, in one typed place.
+
+``RADEnv``, ``RADVecEnv``, ``RADVectorEnv`` and :class:`~rad_env.worlds.BatchedWorlds` take these
+fields as keyword arguments (``gymnasium.make("rad_env:RAD-MemoryMaze-v0", steps=2, device="cuda")``)
+or a ready ``config=EnvConfig(...)``; :meth:`EnvConfig.from_kwargs` turns the keywords into a
+config, and names an unknown keyword together with the ones that exist. Values are checked here,
+once, when the config is made; what can only be checked against the world (the context length
+against the bank, the steps against the sampler) is checked when the world loads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+from numbers import Integral
+from dataclasses import dataclass, field
+from typing import Any
+
+from world_model.errors import UserError
+
+#: How the reward head's output becomes the env's reward.
+REWARD_MODES = ("round", "raw")
+#: Where resets start by default (``reset(options={"context": ...})`` overrides it per reset).
+CONTEXT_SOURCES = ("bank", "data", "real")
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    """The options of a learned env (all optional; the defaults come from the world)."""
+
+    contexts: str | os.PathLike | None = None
+    """A ``contexts.npz`` bank of real starting clips (default: the checkpoint's own)."""
+    context: str = "bank"
+    """Where resets start: ``"bank"`` (the context bank), ``"data"`` (random windows of the episode
+    files under ``data_dir``) or ``"real"`` (the real env the world learned, run for the context
+    length under random actions)."""
+    data_dir: str | os.PathLike | None = None
+    """A directory of episode files, for ``context="data"``."""
+    context_len: int | None = None
+    """Real frames per context (default: the bank's clip length; without a bank ``2 * window``)."""
+    device: Any = "cpu"
+    """``"cpu"``, ``"cuda"``, ``"auto"``, ... (:func:`world_model.devices.resolve_device`)."""
+    steps: int | None = None
+    """Sampler steps per frame. Default: the world's ``sampler.json`` (the steps it was measured
+    best with; the shipped world has one), else :data:`world_model.loading.DEFAULT_STEPS`."""
+    eta: float | None = None
+    """DDIM stochasticity (0: deterministic given the initial noise). Default: the world's
+    ``sampler.json``, else 0."""
+    dtype: Any = "float32"
+    """Compute dtype of the network (``"float32"``, ``"bfloat16"``, ``"float16"``; run under
+    autocast, state kept in float32). bfloat16 pays on GPUs, not on CPUs without it."""
+    reward_mode: str | None = None
+    """``"round"``: 1.0 where the predicted reward is >= 0.5, else 0.0 (Memory Maze rewards are 0
+    or 1); ``"raw"``: the reward head's output. Default: the real env's (round for Memory Maze,
+    raw for the others)."""
+    max_steps: int | None = None
+    """Episode length in steps after the reset, after which an episode is truncated. This env is
+    the one place that decides it (the learned ids register no Gymnasium ``TimeLimit``). Default:
+    the real env's (Memory Maze 9x9: 1000, Crafter: 10000, MineRL Navigate: 6000; 1000 without
+    one)."""
+    real_env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Arguments of the real env for ``context="real"`` (Memory Maze: task arguments, e.g.
+    ``camera_resolution``)."""
+    family: str | None = None
+    """The kind of world this face serves (``"memory-maze"``: ``RAD-MemoryMaze-v0``); a checkpoint
+    of another env is refused. None: any (``RAD-v0``)."""
+    compile: bool = False
+    """``torch.compile`` the engine's frame pass (falls back to eager where compilation is
+    unavailable); measured cost and gain in docs/env.md."""
+
+    def __post_init__(self) -> None:
+        if self.context not in CONTEXT_SOURCES:
+            raise UserError(f"context={self.context!r}: expected one of {CONTEXT_SOURCES}")
+        if self.context == "data" and self.data_dir is None:
+            raise UserError("context='data' needs data_dir=DIR (a directory of episode files)")
+        if self.reward_mode not in (None, *REWARD_MODES):
+            raise UserError(f"reward_mode={self.reward_mode!r}: expected one of {REWARD_MODES}")
+        for name in ("max_steps", "context_len"):  # steps and eta: checked by the sampler
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, Integral)
+                                      or value < 1):
+                raise UserError(f"{name} must be >= 1 (an integer), got {value!r}")
+        object.__setattr__(self, "real_env_kwargs", dict(self.real_env_kwargs or {}))
+
+    @classmethod
+    def from_kwargs(cls, config: EnvConfig | None = None, **kwargs: Any) -> EnvConfig:
+        """``config`` (default: all defaults) with ``kwargs`` replacing its fields; an unknown
+        keyword is a :class:`UserError` that names it, the closest field and every field."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(kwargs) - set(names))
+        if unknown:
+            hints = [f"{k!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(k, names, 1))
+                     else repr(k) for k in unknown]
+            raise UserError(f"unknown option(s) of the learned env: {', '.join(hints)}; the "
+                            f"options are {', '.join(names)} (rad_env.config.EnvConfig)")
+        if kwargs.get("real_env_kwargs") is None:
+            kwargs.pop("real_env_kwargs", None)
+        base = config if config is not None else cls()
+        return dataclasses.replace(base, **kwargs)
