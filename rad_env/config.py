@@ -13,8 +13,8 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
-from numbers import Integral
 from dataclasses import dataclass, field
+from numbers import Integral
 from typing import Any
 
 from world_model.errors import UserError

@@ -24,7 +24,6 @@ import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -39,13 +38,17 @@ from world_model.checkpoint import load
 from world_model.engine.rollout import StepInfo
 from world_model.engine.world_state import WorldState
 from world_model.errors import CheckpointError, UserError
-from world_model.loading import DEFAULT_STEPS, engine_for, world_sampler  # noqa: F401 (re-exported)
+from world_model.loading import (  # noqa: F401 (re-exported: where env users look for them)
+    DEFAULT_STEPS,
+    SHIPPED_WORLD,
+    engine_for,
+    resolve_checkpoint,
+    world_sampler,
+)
 from world_model.sim.real_envs import RealEnvSpec, real_env_spec
 
 logger = logging.getLogger(__name__)
 
-#: The world shipped inside the package: a run directory plus ``contexts.npz``.
-SHIPPED_WORLD = Path(__file__).resolve().parent / "weights" / "memory-maze-9x9"
 #: Episode length of a world whose real env has no time limit.
 DEFAULT_MAX_STEPS = 1000
 
@@ -61,21 +64,6 @@ def world_env_spec(env_id: str) -> RealEnvSpec:
         logger.warning("%s; the learned env reads rewards raw and ends episodes after %d steps "
                        "(max_steps= to change)", exc, DEFAULT_MAX_STEPS)
         return RealEnvSpec(env_id, "gym", None, "raw")
-
-
-def resolve_checkpoint(checkpoint: str | os.PathLike | None) -> Path:
-    """``checkpoint`` as a path; None is the shipped world (a clear error if it is not there)."""
-    if checkpoint is not None:
-        return Path(checkpoint)
-    if not (SHIPPED_WORLD / "config.json").is_file():
-        raise CheckpointError(
-            f"this rad-env installation ships no world weights ({SHIPPED_WORLD} has no "
-            f"config.json). Pass checkpoint=RUN_DIR (RAD-v0 takes a world of any environment): "
-            f"a directory with config.json + "
-            f"model.safetensors (from `rad train`) and its real starting clips in "
-            f"RUN_DIR/contexts.npz (rad_env.bank.make_context_bank), or given by "
-            f"contexts=FILE, data_dir=DIR with context='data', or context='real'.")
-    return SHIPPED_WORLD
 
 
 @dataclass

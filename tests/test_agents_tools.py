@@ -7,8 +7,12 @@ import json
 import numpy as np
 import pytest
 
-from agents.lockstep import LockstepConfig, run_lockstep
-from agents.reward_check import RewardCheckConfig, precision_recall, run_reward_check
+from world_model.commands.real_lockstep import LockstepConfig, run_lockstep
+from world_model.evaluation.reward_check import (
+    RewardCheckConfig,
+    precision_recall,
+    run_reward_check,
+)
 
 
 def test_precision_and_recall_count_events_within_the_tolerance():
@@ -50,8 +54,8 @@ def test_lockstep_scores_imagined_against_real_frames_and_the_floor(tiny_world, 
     saved = json.loads((tmp_path / "lockstep.json").read_text())
     assert saved["summary"]["psnr"] == pytest.approx(float(result.psnr.mean()))
     # the floor really is the last context frame against the real frames
-    from agents.lockstep import real_and_imagined
     from world_model.checkpoint import load
+    from world_model.commands.real_lockstep import real_and_imagined
     from world_model.config import SamplerConfig
     from world_model.engine.rollout import RolloutEngine
 

@@ -1,4 +1,5 @@
-"""Linear probes of the memory (agents.probes): targets, the ridge probe, features, the CLI."""
+"""Linear probes of the memory (world_model.evaluation.probes): targets, the ridge probe, features,
+the CLI (``rad probe``)."""
 
 from __future__ import annotations
 
@@ -8,18 +9,18 @@ import shutil
 import numpy as np
 import pytest
 
-from agents.probes import (
+from world_model.cli import main as rad
+from world_model.errors import UserError
+from world_model.evaluation.probes import (
     ProbeConfig,
     extract_features,
     fit_ridge,
     layout_targets,
-    main,
     memory_features,
     r2_score,
     read_probe_episodes,
     run_probes,
 )
-from world_model.errors import UserError
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +112,7 @@ def test_features_have_the_documented_shapes(memory, tiny_world, tiny_none_world
 def test_the_cli_probes_the_world_and_its_memoryless_twin(tiny_world, tiny_none_world,
                                                            real_episodes_dir, tmp_path, capsys):
     out = tmp_path / "probes"
-    rc = main(["--checkpoint", str(tiny_world), "--baseline", str(tiny_none_world),
+    rc = rad(["probe", "--checkpoint", str(tiny_world), "--baseline", str(tiny_none_world),
                "--data", str(real_episodes_dir), "--out", str(out), "--train-episodes", "2",
                "--test-episodes", "1", "--frames", "16", "--every", "2"])
     assert rc == 0
@@ -159,16 +160,16 @@ def test_bad_input_is_a_clear_user_error(tiny_world, real_episodes_dir, tmp_path
     with pytest.raises(UserError, match="--train-episodes >= 2, or a fixed --ridge"):
         run_probes(ProbeConfig(data=str(real_episodes_dir), train_episodes=1, test_episodes=1,
                                **base), progress=False)
-    assert main(["--checkpoint", str(tiny_world), "--data", str(bad), "--out", str(tmp_path),
+    assert rad(["probe", "--checkpoint", str(tiny_world), "--data", str(bad), "--out", str(tmp_path),
                  "--train-episodes", "2", "--test-episodes", "1"]) == 2
     assert "missing key(s) ['maze_layout']" in capsys.readouterr().err
     assert not (tmp_path / "out" / "probes.json").exists()
 
 
 def test_without_a_checkpoint_the_missing_shipped_world_is_named(monkeypatch, tmp_path):
-    import rad_env.worlds
+    import world_model.loading
     from world_model.errors import CheckpointError
 
-    monkeypatch.setattr(rad_env.worlds, "SHIPPED_WORLD", tmp_path / "memory-maze-9x9")
+    monkeypatch.setattr(world_model.loading, "SHIPPED_WORLD", tmp_path / "memory-maze-9x9")
     with pytest.raises(CheckpointError, match=r"shipped world .*memory-maze-9x9 is not installed"):
         run_probes(ProbeConfig(data=str(tmp_path), out=str(tmp_path / "out")), progress=False)

@@ -374,8 +374,8 @@ def test_the_shipped_world_imagines_300_frames_without_collapse():
 
 
 def test_without_shipped_weights_the_default_env_says_so(monkeypatch, tmp_path):
-    import rad_env.worlds
+    import world_model.loading
 
-    monkeypatch.setattr(rad_env.worlds, "SHIPPED_WORLD", tmp_path / "memory-maze-9x9")
+    monkeypatch.setattr(world_model.loading, "SHIPPED_WORLD", tmp_path / "memory-maze-9x9")
     with pytest.raises(CheckpointError, match="ships no world weights"):
         RADEnv()

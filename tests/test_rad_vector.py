@@ -18,7 +18,7 @@ from world_model.errors import UserError
 def count_engine_calls(monkeypatch, worlds) -> list[int]:
     """Record the batch size of every engine.step call, and check that each call checks its
     actions exactly once (in the engine: the env faces pass them through)."""
-    import world_model.engine.rollout as rollout
+    from world_model.engine import rollout
 
     calls: list[int] = []
     checks: list[int] = []

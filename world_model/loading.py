@@ -3,10 +3,13 @@
 Every command, env face and agent tool that samples a trained world goes through
 :func:`load_engine` (or :func:`world_sampler` when it holds the world already), so a world is
 always sampled the way its ``sampler.json`` says unless the caller overrides a field.
+:func:`resolve_checkpoint` turns "no checkpoint given" into the world shipped with the package
+(``rad_env/weights/memory-maze-9x9``), found without importing ``rad_env``.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from dataclasses import replace
 from numbers import Real
@@ -18,11 +21,39 @@ from world_model.checkpoint import load, load_sampler
 from world_model.config import SamplerConfig
 from world_model.devices import resolve_dtype
 from world_model.engine.rollout import RolloutEngine
-from world_model.errors import UserError
+from world_model.errors import CheckpointError, UserError
 from world_model.world import World
 
 #: Sampler steps per frame of a world without ``sampler.json``, unless the caller says otherwise.
 DEFAULT_STEPS = 10
+
+
+def shipped_weights(name: str) -> Path:
+    """``rad_env/weights/<name>`` of the installed ``rad_env`` package (the shipped world, VAE
+    and IDM judge live there), located without importing the package; the path may not exist."""
+    spec = importlib.util.find_spec("rad_env")
+    if spec is None or not spec.submodule_search_locations:
+        return Path("rad_env") / "weights" / name  # no rad_env installed: a path that is absent
+    return Path(next(iter(spec.submodule_search_locations))) / "weights" / name
+
+
+#: The world shipped inside the package: a run directory plus ``contexts.npz``.
+SHIPPED_WORLD = shipped_weights("memory-maze-9x9")
+
+
+def resolve_checkpoint(checkpoint: str | os.PathLike | None) -> Path:
+    """``checkpoint`` as a path; None is the shipped world (a clear error if it is not there)."""
+    if checkpoint is not None:
+        return Path(checkpoint)
+    if not (SHIPPED_WORLD / "config.json").is_file():
+        raise CheckpointError(
+            f"this rad-env installation ships no world weights ({SHIPPED_WORLD} has no "
+            f"config.json). Pass checkpoint=RUN_DIR (RAD-v0 takes a world of any environment): "
+            f"a directory with config.json + "
+            f"model.safetensors (from `rad train`) and its real starting clips in "
+            f"RUN_DIR/contexts.npz (rad_env.bank.make_context_bank), or given by "
+            f"contexts=FILE, data_dir=DIR with context='data', or context='real'.")
+    return SHIPPED_WORLD
 
 
 def world_sampler(run_dir: str | os.PathLike | None, steps: int | None = None,

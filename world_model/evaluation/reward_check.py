@@ -14,23 +14,20 @@ A real event is a step with reward > 0 (Memory Maze: +1 on touching the target).
 threshold on the head's output the report gives precision, recall and F1; the threshold with the
 best teacher-forced F1 is the one to give ``RAD-MemoryMaze-v0`` (``reward_threshold``).
 
-    python -m agents.reward_check --checkpoint runs/rad --data data/maze9-heldout --out reports/reward
+    rad reward-check --checkpoint runs/rad --data data/maze9-heldout --out reports/reward
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import logging
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from world_model.errors import RadError, UserError
-from world_model.options import from_args
+from world_model.errors import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +36,7 @@ THRESHOLDS = tuple(round(x, 2) for x in np.arange(0.05, 1.0, 0.05))
 
 @dataclass(frozen=True)
 class RewardCheckConfig:
-    """Every field is an option of ``python -m agents.reward_check``."""
+    """Every field is an option of ``rad reward-check``."""
 
     data: str = "data/maze9-heldout"
     """Directory of held-out real episode files."""
@@ -99,9 +96,9 @@ def curve(scores: np.ndarray, real: np.ndarray, tolerance: int) -> list[dict[str
 def run_reward_check(cfg: RewardCheckConfig) -> dict:
     import torch
 
-    from rad_env.worlds import resolve_checkpoint
     from world_model.data.format import action_indices, list_episodes, read_episode
-    from world_model.loading import load_engine
+    from world_model.io import atomic_write_text
+    from world_model.loading import load_engine, resolve_checkpoint
 
     engine = load_engine(resolve_checkpoint(cfg.checkpoint), steps=cfg.sampling_steps)
     world = engine.world
@@ -147,37 +144,5 @@ def run_reward_check(cfg: RewardCheckConfig) -> dict:
     best = max((r for r in report["teacher_forced"] if np.isfinite(r["f1"])),
                key=lambda r: r["f1"], default=None)
     report["best_threshold"] = None if best is None else best["threshold"]
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "reward_check.json").write_text(json.dumps(report, indent=1) + "\n")
+    atomic_write_text(Path(cfg.out) / "reward_check.json", json.dumps(report, indent=1) + "\n")
     return report
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m agents.reward_check", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    from world_model.options import add_options
-
-    return add_options(parser, RewardCheckConfig)
-
-
-def main(argv: list[str] | None = None) -> int:
-    cfg = from_args(RewardCheckConfig, build_parser().parse_args(argv))
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        report = run_reward_check(cfg)
-    except RadError as exc:
-        print(f"agents.reward_check: error: {exc}", file=sys.stderr)
-        return 2
-    print(f"{report['episodes']} episodes of {report['frames']} frames; "
-          f"{report['open_loop_segments']} open-loop segments")
-    print("threshold | teacher-forced P / R / F1 | open loop P / R / F1")
-    for tf, ol in zip(report["teacher_forced"], report["open_loop"]):
-        print(f"  {tf['threshold']:.2f}    | {tf['precision']:.2f} / {tf['recall']:.2f} / "
-              f"{tf['f1']:.2f}         | {ol['precision']:.2f} / {ol['recall']:.2f} / {ol['f1']:.2f}")
-    print(f"best teacher-forced threshold: {report['best_threshold']}; report: {cfg.out}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

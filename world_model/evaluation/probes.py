@@ -28,11 +28,11 @@ Targets at the same frames, what the current view does not show:
 The probe is ridge regression (closed form, float64) on standardized features (training mean and
 std), minimising ``mean ||y - x w - b||^2 + ridge * ||w||^2``. It is fitted on the first
 ``train_episodes`` episode files (sorted) and scored on the next ``test_episodes``; the ridge
-strength is fixed by ``--ridge`` or chosen from :data:`agents.ridge_probe.RIDGE_GRID` per target and feature on the
+strength is fixed by ``--ridge`` or chosen from :data:`world_model.evaluation.ridge_probe.RIDGE_GRID` per target and feature on the
 last fifth of the training episodes (at least one), then refitted on all of them. Trivial
 baselines: the training mean (R^2) and the per-cell training majority (accuracy).
 
-    python -m agents.probes --checkpoint runs/rad --baseline runs/df --data data/maze9-heldout \\
+    rad probe --checkpoint runs/rad --baseline runs/df --data data/maze9-heldout \\
         --out reports/probes
 
 writes ``probes.json`` and ``probes.md`` (a markdown table) to ``--out``.
@@ -40,18 +40,17 @@ writes ``probes.json`` and ``probes.md`` (a markdown table) to ``--out``.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import logging
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from agents.ridge_probe import (  # noqa: F401 (the probe maths, re-exported)
+from world_model.errors import CheckpointError, UserError
+from world_model.evaluation.ridge_probe import (  # noqa: F401 (the probe maths, re-exported)
     RIDGE_GRID,
     RidgeProbe,
     _flat,
@@ -62,8 +61,6 @@ from agents.ridge_probe import (  # noqa: F401 (the probe maths, re-exported)
     r2_score,
     trivial_scores,
 )
-from world_model.errors import CheckpointError, RadError, UserError
-from world_model.options import from_args
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +71,7 @@ EXTRA_OBS = ("targets_vec", "maze_layout", "agent_pos")
 
 @dataclass(frozen=True)
 class ProbeConfig:
-    """Every field is an option of ``python -m agents.probes``."""
+    """Every field is an option of ``rad probe``."""
 
     checkpoint: str | None = None
     """World run directory; None: the world shipped with rad_env."""
@@ -324,9 +321,9 @@ def markdown_table(report: dict[str, Any]) -> str:
 
 def run_probes(cfg: ProbeConfig, progress: bool = True) -> dict[str, Any]:
     """Probe the world (and the baseline) and write ``out/probes.json`` and ``out/probes.md``."""
-    from rad_env.worlds import SHIPPED_WORLD
     from world_model.data.format import list_episodes
     from world_model.io import atomic_write_text
+    from world_model.loading import SHIPPED_WORLD
 
     cfg.validate()
     if cfg.checkpoint is None and not (SHIPPED_WORLD / "config.json").is_file():
@@ -367,31 +364,3 @@ def run_probes(cfg: ProbeConfig, progress: bool = True) -> dict[str, Any]:
     atomic_write_text(out / "probes.json", json.dumps(report, indent=1) + "\n")
     atomic_write_text(out / "probes.md", markdown_table(report))
     return report
-
-
-# -- command line --------------------------------------------------------------------------------
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m agents.probes", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    from world_model.options import add_options
-
-    return add_options(parser, ProbeConfig)
-
-
-def main(argv: list[str] | None = None) -> int:
-    cfg = from_args(ProbeConfig, build_parser().parse_args(argv))
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        report = run_probes(cfg)
-    except RadError as exc:
-        print(f"agents.probes: error: {exc}", file=sys.stderr)
-        return 2
-    print(markdown_table(report), end="")
-    print(f"report: {cfg.out}/probes.json, {cfg.out}/probes.md")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,5 +1,7 @@
-"""Where imagination leaves reality: the same actions in the REAL Memory Maze and in the learned
-world, from the same real start, frame against frame.
+"""Where imagination leaves reality: the same actions in the live Memory Maze and in the world.
+
+The same actions in the REAL Memory Maze and in the learned world, from the same real start,
+frame against frame.
 
 Per episode: the real env is reset (seeded) and driven by the project's scripted exploration
 policy (``world_model.sim.policies``: to random points under action noise, as the training data
@@ -9,8 +11,12 @@ imagines its own (open loop: it never sees the real frames again). PSNR and SSIM
 averaged over episodes, beside the repeat-last-context-frame floor; a side-by-side video per
 episode (real | imagined).
 
-    python -m agents.lockstep --checkpoint runs/rad --episodes 4 --context 20 --steps 100 \\
-        --out reports/lockstep
+Example:
+  rad real-lockstep --checkpoint runs/rad --episodes 4 --context 20 --steps 100 \\
+      --out reports/lockstep
+
+(``rad eval --protocol lockstep`` does the same on recorded held-out episodes, judged by the
+inverse-dynamics model; this command runs the simulator live and needs MuJoCo.)
 """
 
 from __future__ import annotations
@@ -19,13 +25,12 @@ import argparse
 import dataclasses
 import json
 import logging
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from world_model.errors import RadError, UserError
+from world_model.errors import UserError
 from world_model.options import from_args
 
 logger = logging.getLogger(__name__)
@@ -33,7 +38,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class LockstepConfig:
-    """Every field is an option of ``python -m agents.lockstep``."""
+    """Every field is an option of ``rad real-lockstep``."""
 
     checkpoint: str | None = None
     """World run directory; None: the world shipped with rad_env."""
@@ -106,10 +111,10 @@ def run_lockstep(cfg: LockstepConfig, progress: bool = True) -> LockstepResult:
     """Run every episode, write ``out/lockstep.json``, ``out/curves.png`` and the videos."""
     from tqdm.auto import tqdm
 
-    from rad_env.worlds import resolve_checkpoint
     from world_model.evaluation import metrics
     from world_model.evaluation.videos import side_by_side, write_video
-    from world_model.loading import load_engine
+    from world_model.io import atomic_write_text
+    from world_model.loading import load_engine, resolve_checkpoint
 
     if min(cfg.episodes, cfg.context, cfg.steps, cfg.sampling_steps or 1) < 1:
         raise UserError(f"LockstepConfig: counts must be >= 1: {cfg}")
@@ -135,7 +140,7 @@ def run_lockstep(cfg: LockstepConfig, progress: bool = True) -> LockstepResult:
     result = LockstepResult(*(np.stack(rows[k]) for k in ("psnr", "ssim", "floor_psnr", "floor_ssim")))
     out.mkdir(parents=True, exist_ok=True)
     curves = {k: np.stack(v).mean(0).round(4).tolist() for k, v in rows.items()}
-    (out / "lockstep.json").write_text(json.dumps(
+    atomic_write_text(out / "lockstep.json", json.dumps(
         {"config": dataclasses.asdict(cfg), "summary": result.summary(), "curves": curves},
         indent=1) + "\n")
     plot_lockstep(out / "curves.png", result)
@@ -163,28 +168,17 @@ def plot_lockstep(path: Path, result: LockstepResult) -> None:
     plt.close(fig)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m agents.lockstep", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(p: argparse.ArgumentParser) -> None:
     from world_model.options import add_options
 
-    return add_options(parser, LockstepConfig)
+    add_options(p, LockstepConfig)
 
 
-def main(argv: list[str] | None = None) -> int:
-    cfg = from_args(LockstepConfig, build_parser().parse_args(argv))
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        result = run_lockstep(cfg)
-    except RadError as exc:
-        print(f"agents.lockstep: error: {exc}", file=sys.stderr)
-        return 2
+def main(args: argparse.Namespace) -> int:
+    cfg = from_args(LockstepConfig, args)
+    result = run_lockstep(cfg)
     s = result.summary()
     print(f"{cfg.episodes} episodes x {cfg.steps} steps: imagined PSNR {s['psnr']:.2f} SSIM "
           f"{s['ssim']:.3f}; last context frame PSNR {s['floor_psnr']:.2f} SSIM "
           f"{s['floor_ssim']:.3f}; report in {cfg.out}")
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

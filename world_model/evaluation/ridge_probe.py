@@ -1,4 +1,4 @@
-"""The linear probes of :mod:`agents.probes`: closed-form ridge regression on standardized
+"""The linear probes of :mod:`world_model.evaluation.probes`: closed-form ridge regression on standardized
 features, its strength chosen on held-back training episodes, and the scores (R^2 for the target
 vectors, accuracy for the maze layout) with their trivial floors. NumPy only."""
 
