@@ -75,6 +75,22 @@ def test_train_idm_learns_real_transitions_and_resumes_exactly(real_episodes_dir
         train_idm(real_episodes_dir, tmp_path / "a", cfg)
 
 
+def test_an_idm_run_in_the_old_train_state_layout_resumes_exactly(real_episodes_dir, tmp_path):
+    cfg = IDMTrainConfig(steps=6, batch_size=8, val_pairs=16, val_every=3, val_fraction=0.34,
+                         device="cpu")
+    train_idm(real_episodes_dir, tmp_path / "straight", cfg)
+    train_idm(real_episodes_dir, tmp_path / "old", IDMTrainConfig(**{**cfg.__dict__, "steps": 3}))
+    # the layout rad train-idm wrote before world_model/training/run_dir.py: the trainer's alone
+    path = tmp_path / "old" / "train_state.pt"
+    state = torch.load(path, weights_only=True)
+    torch.save({k: state[k] for k in ("step", "nonfinite", "cpu_seconds", "model", "optimizer")},
+               path)
+    train_idm(real_episodes_dir, tmp_path / "old", IDMTrainConfig(**{**cfg.__dict__, "resume": True}))
+    a, b = load_idm(tmp_path / "straight"), load_idm(tmp_path / "old")
+    for v, w in zip(a.state_dict().values(), b.state_dict().values()):
+        assert torch.equal(v, w)
+
+
 def test_cli_options_are_the_train_config_fields():
     from world_model.options import from_args
 

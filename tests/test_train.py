@@ -135,6 +135,28 @@ def test_resume_continues_the_same_run_exactly(tmp_path, real_episodes_dir):
     assert world.config.train.steps == 6
 
 
+def test_a_run_directory_in_the_old_train_state_layout_resumes_exactly(tmp_path, real_episodes_dir):
+    opts = TrainOptions(device="cpu", wandb="disabled", progress=False)
+    train(tiny_run_config(steps=6), real_episodes_dir, tmp_path / "straight", opts)
+    train(tiny_run_config(steps=3), real_episodes_dir, tmp_path / "old", opts)
+    # the layout rad train wrote before world_model/training/run_dir.py: no format_version or
+    # kind, and per rank the global torch RNG and the objective's generator under 'generator'
+    path = tmp_path / "old" / "train_state.pt"
+    state = torch.load(path, weights_only=True)
+    old = {k: state[k] for k in ("step", "nonfinite", "cpu_seconds", "model", "optimizer", "ema")}
+    old["rng"] = [{"torch": r["torch"], "generator": r["generators"]["objective"]}
+                  for r in state["rng"]]
+    torch.save(old, path)
+    train(tiny_run_config(steps=6), real_episodes_dir, tmp_path / "old",
+          TrainOptions(device="cpu", wandb="disabled", progress=False, resume=True))
+    step_a, model_a, _ = _weights(tmp_path / "straight")
+    step_b, model_b, _ = _weights(tmp_path / "old")
+    assert step_a == step_b == 6
+    for k in model_a:
+        assert torch.equal(model_a[k], model_b[k]), k
+    assert torch.load(path, weights_only=True)["format_version"] == 2  # rewritten in the new one
+
+
 def test_an_existing_run_is_not_overwritten_without_resume(tmp_path, real_episodes_dir):
     opts = TrainOptions(device="cpu", wandb="disabled", progress=False)
     train(tiny_run_config(steps=3), real_episodes_dir, tmp_path / "run", opts)

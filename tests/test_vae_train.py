@@ -15,8 +15,8 @@ from world_model import cli
 from world_model.data.format import read_episode
 from world_model.errors import DataError, UserError
 from world_model.latents import VAECodec, load_vae
+from world_model.training.train_state import TRAIN_STATE_FILE
 from world_model.training.vae import VAETrainConfig, parse_channels, train_vae
-from world_model.training.vae_files import TRAIN_STATE_FILE
 
 # Three stages -> 16x16 latents for 64x64 frames, as with the default widths, but tiny.
 TINY = VAETrainConfig(steps=2, batch_size=2, channels=(8, 8, 16), mid_block_attention=False,
@@ -58,8 +58,9 @@ def test_scaling_factor_whitens_the_latents_and_is_stored(trained):
 def test_train_state_holds_plain_tensors_only(trained):
     out, _ = trained
     state = torch.load(out / TRAIN_STATE_FILE, weights_only=True)
-    assert state["step"] == 2
-    assert set(state) >= {"model", "optimizer", "torch_rng"}
+    assert state["step"] == 2 and state["kind"] == "vae"
+    assert set(state) >= {"model", "optimizer", "rng"}
+    assert set(state["rng"][0]) >= {"torch", "python", "numpy"}
 
 
 def test_resume_continues_from_saved_step_like_an_uninterrupted_run(real_episodes_dir, tmp_path):
@@ -73,6 +74,22 @@ def test_resume_continues_from_saved_step_like_an_uninterrupted_run(real_episode
     a = load_file(str(tmp_path / "straight" / "diffusion_pytorch_model.safetensors"))
     b = load_file(str(tmp_path / "resumed" / "diffusion_pytorch_model.safetensors"))
     assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+
+
+def test_a_vae_run_in_the_old_train_state_layout_resumes_exactly(real_episodes_dir, tmp_path):
+    train_vae(real_episodes_dir, tmp_path / "straight", replace(TINY, steps=3))
+    train_vae(real_episodes_dir, tmp_path / "old", replace(TINY, steps=2))
+    # the layout rad train-vae wrote before world_model/training/run_dir.py (format_version 1)
+    path = tmp_path / "old" / TRAIN_STATE_FILE
+    state = torch.load(path, weights_only=True)
+    old = {k: state[k] for k in ("step", "nonfinite", "cpu_seconds", "model", "optimizer")}
+    torch.save({"format_version": 1, **old, "torch_rng": state["rng"][0]["torch"]}, path)
+    resumed = train_vae(real_episodes_dir, tmp_path / "old", replace(TINY, steps=3, resume=True))
+    assert resumed["start_step"] == 2 and resumed["step"] == 3
+    a = load_file(str(tmp_path / "straight" / "diffusion_pytorch_model.safetensors"))
+    b = load_file(str(tmp_path / "old" / "diffusion_pytorch_model.safetensors"))
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
 

@@ -4,7 +4,8 @@ Pairs ``(image[t], image[t + 1])`` with the label ``action[t + 1]`` (the action 
 ``image[t + 1]``) are drawn from real episode files held in memory (up to ``max_episodes`` of the
 training split; the split is the world trainer's, by file name, so the IDM's held-out files are
 the worlds' too). Which pairs a step draws is a pure function of ``(seed, step)``, and
-``train_state.pt`` holds the trainer's state, so ``--resume`` continues exactly. The loop is the
+``train_state.pt`` (:class:`~world_model.training.run_dir.RunDir`, written at every validation)
+holds the trainer's state and RNG states, so ``--resume`` continues exactly. The loop is the
 generic :class:`~world_model.training.trainer.Trainer`; the result is an IDM directory
 (:mod:`world_model.evaluation.idm`) with ``idm.json``: validation accuracy, per-class accuracy,
 confusion matrix and the majority-class rate.
@@ -29,13 +30,13 @@ from world_model.data.store import EpisodeStore
 from world_model.devices import resolve_device
 from world_model.errors import CheckpointError, DataError, UserError
 from world_model.evaluation.idm import IDMConfig, InverseDynamicsModel, save_idm
-from world_model.io import atomic_write, atomic_write_text
+from world_model.io import atomic_write_text
 from world_model.training.idm_config import IDMTrainConfig
+from world_model.training.run_dir import RunDir
 from world_model.training.trainer import Trainer
 
 logger = logging.getLogger(__name__)
 
-TRAIN_STATE_FILE = "train_state.pt"
 TRAIN_CONFIG_FILE = "train_config.json"
 
 
@@ -88,15 +89,14 @@ def train_idm(data_dir: str | Path, out_dir: str | Path, config: IDMTrainConfig 
         raise DataError(f"{data_dir}: the IDM needs at least 2 real episode files (one held out), "
                         f"found {len(paths)}; collect them with `rad collect`")
     train_paths, val_paths = split_episodes(paths, config.val_fraction, data_dir)
-    if out.exists() and any(out.iterdir()) and not config.resume:
-        raise UserError(f"{out}: exists and is not empty; pass --resume or choose another --out")
+    device = resolve_device(config.device)
+    run_dir = RunDir(out, "idm", resume=config.resume, require_empty=True, device=device)
     train = EpisodeStore.load(train_paths[:config.max_episodes], what="IDM training episodes")
     val = EpisodeStore.load(val_paths, train.frame_size, what="IDM held-out episodes")
     num_actions = max(train.num_actions, val.num_actions)
     logger.info("IDM data: %d training and %d held-out episodes of %dx%d frames, %d actions",
                 len(train.frames), len(val.frames), train.frame_size, train.frame_size,
                 num_actions)
-    device = resolve_device(config.device)
     torch.manual_seed(config.seed)
     model = InverseDynamicsModel(IDMConfig(num_actions=num_actions,
                                            frame_size=train.frame_size)).to(device)
@@ -105,15 +105,10 @@ def train_idm(data_dir: str | Path, out_dir: str | Path, config: IDMTrainConfig 
     trainer = Trainer(model, IDMObjective(model), optimizer, lr=config.lr,
                       warmup_steps=config.warmup_steps, grad_clip=1.0, max_nonfinite=1,
                       advice="lower --lr", device=device)
-    state_file = out / TRAIN_STATE_FILE
-    if config.resume and state_file.is_file():
+    if run_dir.resuming:
         _check_resume(out, model.cfg)
-        try:
-            trainer.load_state_dict(torch.load(state_file, map_location="cpu", weights_only=True))
-        except (RuntimeError, KeyError, EOFError, OSError) as exc:
-            raise CheckpointError(f"{state_file}: unreadable or incompatible ({exc})") from exc
-        logger.info("resumed %s at step %d", out, trainer.step)
-    out.mkdir(parents=True, exist_ok=True)
+        run_dir.restore(run_dir.read_state(), trainer)
+    run_dir.create()
     atomic_write_text(out / TRAIN_CONFIG_FILE, json.dumps(
         {"train": dataclasses.asdict(config), "idm": dataclasses.asdict(model.cfg)}, indent=2))
     held_out = [torch.from_numpy(x) for x in
@@ -135,7 +130,7 @@ def train_idm(data_dir: str | Path, out_dir: str | Path, config: IDMTrainConfig 
             logs["val_accuracy"] = scores["accuracy"]
             logger.info("step %d: held-out accuracy %.3f (majority class %.3f)", trainer.step,
                         scores["accuracy"], scores["majority"])
-            atomic_write(state_file, lambda tmp: torch.save(trainer.state_dict(), tmp))
+            run_dir.save(trainer)
         if on_step is not None:
             on_step(trainer.step, logs)
 

@@ -66,11 +66,13 @@ class WorldModelObjective(nn.Module):
         detach_every, precision: ``TrainConfig.detach_every`` and ``TrainConfig.precision``.
         reward_weight, termination_weight: the weights of the heads' losses
             (``TrainConfig.reward_loss_weight``, ``termination_loss_weight``).
+        compile: run :meth:`denoise_pass` (the network's part of a step) through
+            ``torch.compile`` in :meth:`forward` (``rad train --compile``).
     """
 
     def __init__(self, model: RADModel, diffusion: Diffusion, codec: nn.Module,
                  detach_every: int = 0, precision: str = "float32", reward_weight: float = 0.1,
-                 termination_weight: float = 0.01) -> None:
+                 termination_weight: float = 0.01, compile: bool = False) -> None:
         super().__init__()
         self.model = model
         self.diffusion = diffusion
@@ -79,6 +81,7 @@ class WorldModelObjective(nn.Module):
         self.precision = precision
         self.reward_weight = reward_weight
         self.termination_weight = termination_weight
+        self._compiled_pass = torch.compile(self.denoise_pass) if compile else None
 
     def denoise_pass(self, latents: Tensor, actions: Tensor, levels: Tensor, noise: Tensor,
                      generator: torch.Generator | None = None,
@@ -122,8 +125,9 @@ class WorldModelObjective(nn.Module):
         clean_prob = cfg.clean_prob if cfg.context == "independent" else 0.0
         levels = self.diffusion.sample_levels((B, T), generator, latents.device, clean_prob)
         noise = torch.randn(latents.shape, generator=generator, device=latents.device)
+        denoise_pass = self.denoise_pass if self._compiled_pass is None else self._compiled_pass
         with self.autocast():
-            out, _, _, heads = self.denoise_pass(latents, batch.actions, levels, noise, generator)
+            out, _, _, heads = denoise_pass(latents, batch.actions, levels, noise, generator)
         diff_loss = self.diffusion.loss(out.prediction, latents, noise, levels)
         loss = diff_loss
         logs = {"loss/diffusion": diff_loss.detach()}

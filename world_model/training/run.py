@@ -13,6 +13,7 @@ objective runs in DistributedDataParallel.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -24,15 +25,17 @@ from typing import Any
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from world_model.checkpoint import CONFIG_FILE, TRAIN_STATE_FILE, WEIGHTS_FILE, save_world
+from world_model.checkpoint import CONFIG_FILE, WEIGHTS_FILE, save_world
 from world_model.config import RunConfig
 from world_model.data.spec import read_data_spec
 from world_model.devices import resolve_device, resolve_precision
 from world_model.errors import UserError
-from world_model.io import atomic_write, atomic_write_text
+from world_model.io import atomic_write_text
 from world_model.training import distributed as D
 from world_model.training.logger import RunLogger
 from world_model.training.objective import Batch, WorldModelObjective
+from world_model.training.run_dir import RunDir
+from world_model.training.train_state import WORLD_GENERATOR
 from world_model.training.trainer import Trainer
 from world_model.weights import load_state_into
 from world_model.world import build_world
@@ -95,22 +98,13 @@ def fit_to_data(config: RunConfig, data_dir: str | Path, actions_from_data: bool
     return dataclasses.replace(config, model=model, train=train)
 
 
-def _rng_state(generator: torch.Generator, device: torch.device) -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "generator": generator.get_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def _set_rng_state(state: dict[str, Any], generator: torch.Generator, device: torch.device) -> None:
-    torch.set_rng_state(state["torch"])
-    generator.set_state(state["generator"])
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
-
-
 class WorldRun:
-    """One world training run in ``run_dir``. :meth:`run` trains to ``config.train.steps``."""
+    """One world training run in ``run_dir``. :meth:`run` trains to ``config.train.steps``.
+
+    Built in the order that needs no late binding: the world, its weights (resumed or warm
+    started), then the objective (compiled with ``--compile``) wrapped in DDP (which broadcasts
+    the weights it finds), then the :class:`Trainer` over it; the train state is restored last.
+    """
 
     def __init__(self, config: RunConfig, data_dir: str | Path, run_dir: str | Path,
                  options: TrainOptions = TrainOptions()) -> None:
@@ -122,6 +116,8 @@ class WorldRun:
         config = self.config
         self.device = resolve_device(options.device, int(os.environ.get("LOCAL_RANK", "0")))
         self.dist = D.init_distributed(self.device)
+        self.dir = RunDir(self.run_dir, "world", resume=options.resume, device=self.device,
+                          dist=self.dist)
         tc = config.train
         torch.manual_seed(tc.seed + self.dist.rank)
         self.world = build_world(config)
@@ -129,61 +125,58 @@ class WorldRun:
                     resolve_precision(tc.precision, self.device), tc.precision)
         self.world.to(self.device)
         model = self.world.model
-        self.objective = self._objective(model)
-        if options.compile:
-            self.objective.denoise_pass = torch.compile(self.objective.denoise_pass)
+        state = self._load_weights()  # before DDP broadcasts them (and the EMA copies them)
+        self.objective = self._objective(model, compile=options.compile)
+        self.ddp = (DistributedDataParallel(self.objective, device_ids=None if self.device.type ==
+                                            "cpu" else [self.device.index])
+                    if self.dist.enabled else self.objective)
         self.generator = torch.Generator(device=self.device).manual_seed(tc.seed * 1000 + self.dist.rank)
         optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay,
                                       betas=(0.9, 0.99))
         budget = None if options.budget_minutes is None else 60.0 * options.budget_minutes
         self.trainer = Trainer(
-            model, lambda batch: self.ddp(batch, self.generator), optimizer, lr=tc.lr,
+            model, functools.partial(self.ddp, generator=self.generator), optimizer, lr=tc.lr,
             warmup_steps=tc.warmup_steps, grad_clip=tc.grad_clip, ema_decay=tc.ema_decay,
             max_nonfinite=tc.max_nonfinite, budget_seconds=budget, dist=self.dist,
             device=self.device,
             advice=f"lower train.lr or check the data (last good checkpoint is in {self.run_dir})")
-        self._prepare_run_dir()  # resumes the weights before DDP broadcasts them
-        self.ddp = (DistributedDataParallel(self.objective, device_ids=None if self.device.type ==
-                                            "cpu" else [self.device.index])
-                    if self.dist.enabled else self.objective)
+        if state is not None:
+            self.dir.restore(state, self.trainer, {WORLD_GENERATOR: self.generator})
+        self.dir.create()
+        if self.dist.is_main and self._init_source is not None and not self.dir.resuming:
+            atomic_write_text(self.run_dir / INIT_FROM_FILE, json.dumps(
+                {"init_from": self._init_source, "source_train_info": self._source_info},
+                indent=2) + "\n")
 
-    def _objective(self, model) -> WorldModelObjective:
+    def _objective(self, model, compile: bool = False) -> WorldModelObjective:
         tc = self.config.train
         return WorldModelObjective(model, self.world.diffusion, self.world.codec, tc.detach_every,
                                    resolve_precision(tc.precision, self.device),
-                                   tc.reward_loss_weight, tc.termination_loss_weight)
+                                   tc.reward_loss_weight, tc.termination_loss_weight, compile)
 
     # -- run directory -----------------------------------------------------------------------------
-    def _prepare_run_dir(self) -> None:
-        state_file = self.run_dir / TRAIN_STATE_FILE
-        if state_file.exists():
-            if not self.options.resume:
-                raise UserError(f"{self.run_dir} already holds a run ({TRAIN_STATE_FILE}); "
-                                "pass --resume to continue it or choose another --out")
-            saved = RunConfig.load(self.run_dir / CONFIG_FILE)
-            if saved.model != self.config.model or saved.diffusion != self.config.diffusion:
-                raise UserError(f"{self.run_dir}: the model/diffusion config differs from the run "
-                                "being resumed; resume with the same --config")
-            self._load_train_state(state_file)
-            if (self.run_dir / INIT_FROM_FILE).is_file():
-                saved_init = json.loads((self.run_dir / INIT_FROM_FILE).read_text())
-                self._source_info = saved_init.get("source_train_info")
-                self._init_source = saved_init.get("init_from")
-        else:
-            if self.options.resume:
-                logger.warning("%s has no %s: starting a new run", self.run_dir, TRAIN_STATE_FILE)
+    def _load_weights(self) -> dict[str, Any] | None:
+        """The model's starting weights: the saved run's (returns its train state, to restore
+        once the trainer exists), or ``--init-from``'s for a new run (returns None)."""
+        if not self.dir.resuming:
             if self.options.init_from is not None:
                 self._warm_start(Path(self.options.init_from))
-        if self.dist.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            if self._init_source is not None and not state_file.exists():
-                atomic_write_text(self.run_dir / INIT_FROM_FILE, json.dumps(
-                    {"init_from": self._init_source, "source_train_info": self._source_info},
-                    indent=2) + "\n")
-        D.barrier(self.dist)
+            return None
+        saved = RunConfig.load(self.run_dir / CONFIG_FILE)
+        if saved.model != self.config.model or saved.diffusion != self.config.diffusion:
+            raise UserError(f"{self.run_dir}: the model/diffusion config differs from the run "
+                            "being resumed; resume with the same --config")
+        state = self.dir.read_state()
+        self.world.model.load_state_dict(state["model"])
+        if (self.run_dir / INIT_FROM_FILE).is_file():
+            saved_init = json.loads((self.run_dir / INIT_FROM_FILE).read_text())
+            self._source_info = saved_init.get("source_train_info")
+            self._init_source = saved_init.get("init_from")
+        return state
 
     def _warm_start(self, world_dir: Path) -> None:
-        """Load ``world_dir``'s weights into the model and its EMA (fresh optimiser, step 0)."""
+        """Load ``world_dir``'s weights into the model (fresh optimiser, step 0; the trainer's EMA
+        starts as a copy of them)."""
         if not (world_dir / CONFIG_FILE).is_file():
             raise UserError(f"--init-from {world_dir}: not a world directory (no {CONFIG_FILE})")
         source = RunConfig.load(world_dir / CONFIG_FILE)
@@ -197,40 +190,22 @@ class WorldRun:
         if source.latent.kind != self.config.latent.kind:
             raise UserError(f"--init-from {world_dir}: latents '{source.latent.kind}' there, "
                             f"'{self.config.latent.kind}' here")
-        load_state_into(self.trainer.model, world_dir / WEIGHTS_FILE)
-        if self.trainer.ema is not None:
-            self.trainer.ema.model.load_state_dict(self.trainer.model.state_dict())
+        load_state_into(self.world.model, world_dir / WEIGHTS_FILE)
         info = world_dir / TRAIN_INFO_FILE
         self._source_info = json.loads(info.read_text()) if info.is_file() else None
         self._init_source = str(world_dir.resolve())
         logger.info("warm start from %s (fresh optimiser, %d warm-up steps)", world_dir,
                     self.config.train.warmup_steps)
 
-    def _load_train_state(self, path: Path) -> None:
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise UserError(f"{path}: cannot resume, unreadable train state ({exc})") from exc
-        self.trainer.load_state_dict(state)
-        rng = state["rng"][self.dist.rank] if self.dist.rank < len(state["rng"]) else state["rng"][0]
-        _set_rng_state(rng, self.generator, self.device)
-        logger.info("resumed %s at step %d", self.run_dir, self.trainer.step)
-
     def save_checkpoint(self) -> None:
-        """Atomically write the EMA world (config.json + model.safetensors) and the train state."""
-        rngs = [_rng_state(self.generator, self.device)]
-        if self.dist.enabled:  # every rank's RNG, so each resumes its own stream
-            gathered: list[Any] = [None] * self.dist.world_size
-            torch.distributed.all_gather_object(gathered, {k: v.cpu() for k, v in rngs[0].items()})
-            rngs = gathered
-        if not self.dist.is_main:
-            return
-        state = {**self.trainer.state_dict(), "rng": rngs}
-        # The world first, the train state last: a run directory with a train state always holds
-        # a complete world, whenever the process is killed.
-        save_world(self.run_dir, self.config, self.trainer.ema.model, vae_source=self._vae_source())
-        atomic_write_text(self.run_dir / TRAIN_INFO_FILE, json.dumps(self.train_info()) + "\n")
-        atomic_write(self.run_dir / TRAIN_STATE_FILE, lambda tmp: torch.save(state, tmp))
+        """Atomically write the EMA world (config.json + model.safetensors, train_info.json), then
+        the train state (every rank must call it: the RNG states are gathered)."""
+        def write_world() -> None:
+            save_world(self.run_dir, self.config, self.trainer.ema.model,
+                       vae_source=self._vae_source())
+            atomic_write_text(self.run_dir / TRAIN_INFO_FILE, json.dumps(self.train_info()) + "\n")
+
+        self.dir.save(self.trainer, {WORLD_GENERATOR: self.generator}, write_world)
 
     def train_info(self) -> dict[str, Any]:
         """Where the EMA world stands: this run's step and CPU minutes, and the campaign's
@@ -248,8 +223,7 @@ class WorldRun:
 
     def keep_world(self) -> Path:
         """Copy the EMA world as it is now into ``RUN/steps/<step>/`` (main process only)."""
-        step = self.trainer.step
-        path = self.run_dir / "steps" / f"{step:06d}"
+        path = self.dir.snapshot_dir(self.trainer.step)
         if self.dist.is_main:
             save_world(path, self.config, self.trainer.ema.model, vae_source=self._vae_source())
             atomic_write_text(path / TRAIN_INFO_FILE, json.dumps(self.train_info()) + "\n")

@@ -152,7 +152,8 @@ class Trainer:
     # -- train state ----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """Step, counters, weights (and EMA), optimiser: plain tensors and numbers for
-        ``torch.save`` / ``torch.load(weights_only=True)``. Random generators are the caller's."""
+        ``torch.save`` / ``torch.load(weights_only=True)``. Random generators are the run
+        directory's (:mod:`world_model.training.run_dir`)."""
         state: dict[str, Any] = {
             "step": self.step,
             "nonfinite": self.nonfinite,

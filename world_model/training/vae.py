@@ -15,12 +15,14 @@ Output directory layout::
     OUT/config.json                          AutoencoderKL config, with the fitted scaling_factor
     OUT/diffusion_pytorch_model.safetensors  weights (written when training ends)
     OUT/train_config.json                    the VAETrainConfig that built it, with a format version
-    OUT/train_state.pt                       resume state: step, weights, optimizer, torch RNG
+    OUT/train_state.pt                       resume state: step, weights, optimizer, RNG states
 
 Frames are drawn from up to ``max_episodes`` training episodes read whole into memory
 (:mod:`world_model.data.store`), with the world trainer's train/validation split by file name.
-Which frames a step draws is a pure function of ``(seed, step)``, and ``train_state.pt`` holds the torch RNG state, so a
-resumed run takes exactly the steps an uninterrupted one would.
+Which frames a step draws is a pure function of ``(seed, step)``, and ``train_state.pt`` holds
+the RNG states (the torch RNG draws the posterior samples), so a resumed run takes exactly the
+steps an uninterrupted one would. The directory, its train state and resuming are
+:class:`~world_model.training.run_dir.RunDir`'s.
 """
 
 from __future__ import annotations
@@ -35,23 +37,21 @@ import torch
 from torch import Tensor, nn
 
 from world_model.devices import resolve_device
-from world_model.errors import DataError, UserError
+from world_model.errors import DataError
 from world_model.evaluation.metrics import psnr
 from world_model.io import atomic_write_text
 from world_model.latents import frames_to_float
 from world_model.training.logger import RunLogger
+from world_model.training.run_dir import RunDir
 from world_model.training.trainer import Trainer
 from world_model.training.vae_config import VAETrainConfig, parse_channels  # noqa: F401 (re-exported)
 from world_model.training.vae_files import (
     TRAIN_CONFIG_FILE,
-    TRAIN_STATE_FILE,
     check_resume_config,
     config_dict,
     latent_std,
     load_frame_data,
-    load_train_state,
     reconstruct,
-    save_train_state,
     save_vae_dir,
 )
 
@@ -163,15 +163,10 @@ def train_vae(data_dir: str | Path, out_dir: str | Path, config: VAETrainConfig 
     config = config or VAETrainConfig()
     out = Path(out_dir)
     data = load_frame_data(data_dir, config)
-    if out.exists() and any(out.iterdir()) and not config.resume:
-        raise UserError(f"{out}: exists and is not empty; pass --resume to continue it or choose "
-                        f"another --out")
-    if config.resume:
-        if (out / TRAIN_STATE_FILE).is_file():
-            check_resume_config(out, config)
-        else:  # as rad train and rad train-idm: --resume on a new run starts it
-            logger.warning("%s has no %s: starting a new run", out, TRAIN_STATE_FILE)
     device = resolve_device(config.device)
+    run_dir = RunDir(out, "vae", resume=config.resume, require_empty=True, device=device)
+    if run_dir.resuming:
+        check_resume_config(out, config)
     val = data.val_frames
     size = val.shape[1]
     if val.shape[1] != val.shape[2] or size % config.downsample:
@@ -186,11 +181,8 @@ def train_vae(data_dir: str | Path, out_dir: str | Path, config: VAETrainConfig 
     trainer = Trainer(vae, VAEObjective(vae, config, device), optimizer, lr=config.lr,
                       warmup_steps=config.warmup_steps, grad_clip=config.grad_clip,
                       max_nonfinite=1, advice="lower --lr", device=device)
-    resuming = config.resume and (out / TRAIN_STATE_FILE).is_file()
-    start = load_train_state(out, trainer) if resuming else 0
-    if resuming:
-        logger.info("resumed %s at step %d", out, start)
-    out.mkdir(parents=True, exist_ok=True)
+    start = run_dir.restore(run_dir.read_state(), trainer) if run_dir.resuming else 0
+    run_dir.create()
     atomic_write_text(out / TRAIN_CONFIG_FILE, json.dumps(config_dict(config), indent=2) + "\n")
 
     run = RunLogger(None, config.wandb, {"project": "rad-vae", "name": f"vae-{out.name}-s{config.seed}",
@@ -211,7 +203,7 @@ def train_vae(data_dir: str | Path, out_dir: str | Path, config: VAETrainConfig 
             logger.info("step %d: validation PSNR %.2f dB (border %.2f dB)", done, val_psnr,
                         logs["val_border_psnr"])
         if (config.checkpoint_every and done % config.checkpoint_every == 0) or last:
-            save_train_state(out, trainer)
+            run_dir.save(trainer)
         run.log(done, logs)
         if on_step is not None:
             on_step(done, logs)

@@ -1,8 +1,9 @@
 """The files and data of ``rad train-vae`` (see :mod:`world_model.training.vae` for the layout).
 
 Training and validation frames from the episode files, reconstruction and latent statistics for
-validation and the fitted ``scaling_factor``, the train state that resumes a run exactly, the
-check that a resumed run has the same architecture, and the atomic ``save_pretrained`` output.
+validation and the fitted ``scaling_factor``, the check that a resumed run has the same
+architecture, and the atomic ``save_pretrained`` output. The train state and resuming are the
+run directory's (:mod:`world_model.training.run_dir`), as for every trainer.
 """
 
 from __future__ import annotations
@@ -24,16 +25,14 @@ from torch import Tensor, nn
 from world_model.data.format import list_episodes
 from world_model.data.store import EpisodeStore
 from world_model.errors import CheckpointError, DataError, UserError
-from world_model.io import atomic_write
 from world_model.latents import float_to_frames, frames_to_float
 
 if TYPE_CHECKING:
-    from world_model.training.trainer import Trainer
     from world_model.training.vae_config import VAETrainConfig
 
+#: The format of ``train_config.json``.
 FORMAT_VERSION = 1
 TRAIN_CONFIG_FILE = "train_config.json"
-TRAIN_STATE_FILE = "train_state.pt"
 #: Fields that fix the network's shape; a resumed run must agree on them.
 ARCHITECTURE_FIELDS = ("arch", "latent_channels", "channels", "layers_per_block",
                        "mid_block_attention")
@@ -137,32 +136,6 @@ def check_resume_config(out: Path, config: VAETrainConfig) -> None:
             if saved.get(k) != ours[k]]
     if diff:
         raise UserError(f"{out}: --resume with a different architecture ({'; '.join(diff)})")
-
-
-def save_train_state(out: Path, trainer: Trainer) -> None:
-    """Write ``train_state.pt`` atomically: plain tensors, ints and floats only (the trainer's
-    state and the global torch RNG, which draws the posterior samples)."""
-    state = {"format_version": FORMAT_VERSION, **trainer.state_dict(),
-             "torch_rng": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda_rng"] = torch.cuda.get_rng_state_all()
-    atomic_write(out / TRAIN_STATE_FILE, lambda tmp: torch.save(state, tmp))
-
-
-def load_train_state(out: Path, trainer: Trainer) -> int:
-    """Restore weights, optimizer and RNG from ``train_state.pt``; returns the saved step."""
-    path = out / TRAIN_STATE_FILE
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no training state to resume from")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        trainer.load_state_dict(state)
-    except (RuntimeError, KeyError, EOFError, OSError) as exc:
-        raise CheckpointError(f"{path}: unreadable or incompatible training state ({exc})") from exc
-    torch.set_rng_state(state["torch_rng"])
-    if "cuda_rng" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda_rng"])
-    return trainer.step
 
 
 def save_vae_dir(out: Path, vae: nn.Module) -> None:
