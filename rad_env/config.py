@@ -47,9 +47,10 @@ class EnvConfig:
     eta: float | None = None
     """DDIM stochasticity (0: deterministic given the initial noise). Default: the world's
     ``sampler.json``, else 0."""
-    dtype: Any = "float32"
-    """Compute dtype of the network (``"float32"``, ``"bfloat16"``, ``"float16"``; run under
-    autocast, state kept in float32). bfloat16 pays on GPUs, not on CPUs without it."""
+    dtype: Any = "auto"
+    """Compute dtype of the network: ``"auto"`` (bfloat16 where the device computes it natively: a
+    GPU, or a CPU with avx512_bf16 / AMX; float32 elsewhere, where bfloat16 is emulated and slower),
+    ``"float32"``, ``"bfloat16"``, ``"float16"`` (run under autocast, state kept in float32)."""
     reward_mode: str | None = None
     """``"round"``: 1.0 where the predicted reward is >= 0.5, else 0.0 (Memory Maze rewards are 0
     or 1); ``"raw"``: the reward head's output. Default: the real env's (round for Memory Maze,

@@ -312,13 +312,25 @@ def test_a_missing_or_corrupt_checkpoint_is_named(tmp_path, tiny_world):
     ({"context_len": CONTEXT + 1}, "the context bank's clips have 8 frames"),
     ({"device": "warp-drive"}, "not a torch device"),
     ({"max_steps": 0}, "max_steps must be >= 1"),
-    ({"max_episode_steps": 5}, r"unknown option\(s\) of the learned env: 'max_episode_steps' "
-                               r"\(did you mean 'max_steps'\?\)"),
+    ({"max_episode_steps": 5}, (r"unknown option\(s\) of the learned env: 'max_episode_steps' "
+                                r"\(did you mean 'max_steps'\?\)")),
     ({"context": "data"}, "context='data' needs data_dir"),
 ])
 def test_bad_keyword_arguments_are_named(tiny_world, kwargs, message):
     with pytest.raises(UserError, match=message):
         RADEnv(tiny_world, **kwargs)
+
+
+def test_auto_precision_follows_the_cpu(tiny_world, monkeypatch):
+    import torch
+
+    from world_model import devices
+
+    monkeypatch.setattr(devices, "_cpu_flags", lambda: {"avx2", "fma"})  # Zen 3: emulated bf16
+    assert make(tiny_world).worlds.engine.compute_dtype == torch.float32
+    monkeypatch.setattr(devices, "_cpu_flags", lambda: {"avx512f", "avx512_bf16"})  # Zen 4
+    assert make(tiny_world).worlds.engine.compute_dtype == torch.bfloat16
+    assert make(tiny_world, dtype="float32").worlds.engine.compute_dtype == torch.float32
 
 
 # -- the world's own sampler (sampler.json) ---------------------------------------------------------

@@ -36,12 +36,15 @@ def resolve_device(device: str | torch.device | None = "auto", local_rank: int =
     return resolved
 
 
-def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
-    """``"float32"``, ``"bfloat16"``, ``"float16"`` (or that torch dtype) -> the torch dtype."""
+def resolve_dtype(dtype: str | torch.dtype, device: torch.device | str = "cpu") -> torch.dtype:
+    """``"float32"``, ``"bfloat16"``, ``"float16"`` (or that torch dtype) -> the torch dtype;
+    ``"auto"``: bfloat16 where ``device`` computes it natively (:func:`native_bf16`), else float32."""
     if isinstance(dtype, torch.dtype) and dtype in DTYPES.values():
         return dtype
+    if dtype == "auto":
+        return DTYPES[resolve_precision("auto", device)]
     if dtype not in DTYPES:
-        raise UserError(f"dtype={dtype!r}: expected one of {list(DTYPES)}")
+        raise UserError(f"dtype={dtype!r}: expected auto or one of {list(DTYPES)}")
     return DTYPES[dtype]
 
 

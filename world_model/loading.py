@@ -76,16 +76,18 @@ def engine_for(world: World, run_dir: str | os.PathLike | None = None, *,
                context_level: int | None = None, dtype: str | torch.dtype | None = None,
                compile: bool = False) -> RolloutEngine:
     """A rollout engine over a loaded ``world`` with the sampler of ``run_dir`` (see
-    :func:`world_sampler`); ``dtype``: the compute dtype (None: the weights')."""
+    :func:`world_sampler`); ``dtype``: the compute dtype (None: the weights'; ``"auto"``: bfloat16
+    where the world's device computes it natively, else float32)."""
     sampler = world_sampler(run_dir, steps, eta, kind, context_level).validate(
         world.diffusion.num_levels)
-    return RolloutEngine(world, sampler, compute_dtype=resolve_dtype(dtype) if dtype else None,
+    compute = resolve_dtype(dtype, next(world.model.parameters()).device) if dtype else None
+    return RolloutEngine(world, sampler, compute_dtype=compute,
                          compile=compile)
 
 
 def load_engine(run_dir: str | os.PathLike, *, device: str | torch.device = "cpu",
                 steps: int | None = None, eta: float | None = None, kind: str | None = None,
-                context_level: int | None = None, dtype: str | torch.dtype | None = None,
+                context_level: int | None = None, dtype: str | torch.dtype | None = "auto",
                 compile: bool = False) -> RolloutEngine:
     """Load the world in ``run_dir`` (:func:`world_model.checkpoint.load`) onto ``device`` and
     build its engine with its own sampler, fields given here overriding ``sampler.json``.

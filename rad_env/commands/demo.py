@@ -27,7 +27,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clip", type=int, help="bank clip to start from (default: drawn with --seed)")
     p.add_argument("--frames", type=int, default=300, help="frames to imagine (default: 300)")
     p.add_argument("--steps", type=int, help="DDIM steps per frame (default: the env's)")
-    p.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16")
+    p.add_argument("--dtype", default="auto",
+                   help="auto (bfloat16 where native, else float32) | float32 | bfloat16 | float16")
     p.add_argument("--device", default="cpu", help="cpu, cuda, auto, ... (default: cpu)")
     p.add_argument("--seed", type=int, default=0, help="picks the clip, noise, actions (default: 0)")
     p.add_argument("--out", default="demo.gif", metavar="VIDEO", help="output .gif or .mp4")

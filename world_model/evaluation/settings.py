@@ -27,8 +27,9 @@ class EvalSettings:
     """Sampling seed (trajectory i: a seed derived from it and i)."""
     device: str = "cpu"
     """Device of the worlds: auto (CUDA if present), cpu, cuda, ..."""
-    dtype: str = "float32"
-    """Compute dtype of the network: float32, bfloat16 (autocast; state in float32), float16."""
+    dtype: str = "auto"
+    """Compute dtype of the network: auto (bfloat16 where the device computes it natively, else
+    float32), float32, bfloat16 (autocast; state in float32), float16."""
     max_trajectories: int | None = None
     """Use only the first N trajectories (default: all)."""
     horizon: int | None = None
