@@ -23,7 +23,6 @@ import argparse
 import dataclasses
 import json
 import logging
-import os
 import shlex
 import statistics
 import sys
@@ -34,6 +33,7 @@ from typing import Any
 
 from agents.ppo import ALGOS, ENVS, REAL_SIZE, PPOConfig
 from world_model.errors import RadError, UserError
+from world_model.io import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -133,12 +133,6 @@ def cells_of(cfg: CompareConfig) -> list[tuple[str, str | None, int]]:
         cells.append((RANDOM, None, seed))
         cells += [(algo, env, seed) for algo in cfg.algos for env in cfg.envs]
     return cells
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def load_table(cfg: CompareConfig) -> dict[str, Any]:
@@ -266,8 +260,8 @@ def save_table(cfg: CompareConfig, table: dict[str, Any]) -> None:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     table["rows"] = summarize(cfg, table["cells"])
-    _write_atomic(out / TABLE_JSON, json.dumps(table, indent=2) + "\n")
-    _write_atomic(out / TABLE_MD, render_markdown(cfg, table))
+    atomic_write_text(out / TABLE_JSON, json.dumps(table, indent=2) + "\n")
+    atomic_write_text(out / TABLE_MD, render_markdown(cfg, table))
 
 
 def run_compare(cfg: CompareConfig, command: str | None = None,

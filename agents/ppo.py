@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from world_model.errors import RadError
+from world_model.io import atomic_write, atomic_write_text
 from world_model.options import from_args
 
 logger = logging.getLogger(__name__)
@@ -161,10 +162,9 @@ def load_model(path: str | os.PathLike, algo: str = "ppo", device: str = "cpu") 
     return algo_class(algo).load(str(path), device=device)
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+def _save_model(model: Any, path: str) -> None:
+    with open(path, "wb") as f:  # a file object: stable-baselines3 would add ".zip" to some names
+        model.save(f)
 
 
 def finished_run(cfg: PPOConfig) -> bool:
@@ -209,16 +209,14 @@ def train_ppo(cfg: PPOConfig, callback: Any = None) -> Any:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / CONFIG_FILE).unlink(missing_ok=True)  # not finished until the new model is in place
-    tmp = out / "model.tmp.zip"
-    model.save(tmp)
-    os.replace(tmp, out / MODEL_FILE)
+    atomic_write(out / MODEL_FILE, lambda tmp: _save_model(model, tmp))
     episodes = list(model.ep_info_buffer)
     mean_return = float(sum(e["r"] for e in episodes) / len(episodes)) if episodes else None
     stats = {"algo": cfg.algo, "env": cfg.env, "steps": int(model.num_timesteps),
              "wall_s": elapsed, "steps_per_s": float(model.num_timesteps / max(elapsed, 1e-9)),
              "episodes": len(episodes), "train_mean_return": mean_return}
-    _atomic_write_text(out / STATS_FILE, json.dumps(stats, indent=2) + "\n")
-    _atomic_write_text(out / CONFIG_FILE, json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
+    atomic_write_text(out / STATS_FILE, json.dumps(stats, indent=2) + "\n")
+    atomic_write_text(out / CONFIG_FILE, json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
     logger.info("%s on %s: %d steps in %.1f s (%.1f steps/s), %d finished episodes, mean return "
                 "%s; saved %s", cfg.algo, cfg.env, model.num_timesteps, elapsed,
                 stats["steps_per_s"], len(episodes),

@@ -22,7 +22,7 @@ from torch import nn
 from world_model.config import RunConfig, SamplerConfig
 from world_model.devices import resolve_device
 from world_model.errors import CheckpointError, UserError
-from world_model.io import atomic_write_text
+from world_model.io import atomic_write_dir, atomic_write_text
 from world_model.weights import load_state_into, save_weights
 from world_model.world import World, build_world
 
@@ -41,11 +41,8 @@ def save_world(run_dir: str | Path, config: RunConfig, model: nn.Module,
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     if vae_source is not None and Path(vae_source).resolve() != (run_dir / VAE_DIR).resolve():
-        tmp = run_dir / ".vae.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(vae_source, tmp)
-        shutil.rmtree(run_dir / VAE_DIR, ignore_errors=True)
-        tmp.rename(run_dir / VAE_DIR)
+        atomic_write_dir(run_dir / VAE_DIR,
+                         lambda tmp: shutil.copytree(vae_source, tmp, dirs_exist_ok=True))
     save_weights(run_dir / WEIGHTS_FILE, model.state_dict())
     config.save(run_dir / CONFIG_FILE)
     return run_dir

@@ -43,31 +43,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    import time
-
-    from tqdm import tqdm
-
     from world_model.errors import UserError
-    from world_model.sim.pool import Progress
+    from world_model.sim.jobs import progress_bar
 
     maze = args.env.startswith("memory-maze")
     if maze and (args.policy is not None or args.size != 64):
         raise UserError("--policy and --size are for the other environments; Memory Maze is "
                         "collected with its scripted policy at 64x64")
-    state: dict = {}
 
-    def progress(p: Progress) -> None:
-        if p.result is None:  # first report: episodes already present
-            state.update(bar=tqdm(total=p.total, initial=p.done, unit="ep", desc="collect",
-                                  dynamic_ncols=True), frames=0, start=time.perf_counter())
-            return
-        state["frames"] += p.result.frames
-        rate = state["frames"] / max(time.perf_counter() - state["start"], 1e-9)
-        state["bar"].set_postfix_str(f"{rate:.0f} frames/s, last reward {p.result.reward:.0f}",
-                                     refresh=False)
-        state["bar"].update(1)
+    def postfix(result, frames_per_s: float) -> str:
+        return f"{frames_per_s:.0f} frames/s, last reward {result.reward:.0f}"
 
-    try:
+    with progress_bar("collect", "ep", postfix) as progress:
         if maze:
             from world_model.sim.collect import collect
             from world_model.sim.memory_maze import quiet_simulator_logs
@@ -84,9 +71,6 @@ def main(args: argparse.Namespace) -> int:
                                    workers=args.workers, seed=args.seed,
                                    policy=args.policy or "random", size=args.size,
                                    progress=progress)
-    finally:
-        if "bar" in state:
-            state["bar"].close()
     bound = "" if maze else "at most "
     print(f"{len(paths)} episodes of {bound}{args.steps} steps in {args.out}")
     return 0

@@ -29,25 +29,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
+    from world_model.sim.jobs import progress_bar
     from world_model.sim.minerl_data import convert_minerl
-    from world_model.sim.pool import Progress
 
-    bars: list = []
-
-    def progress(p: Progress) -> None:
-        if p.result is None:
-            bars.append(tqdm(total=p.total, initial=p.done, unit="traj", desc="convert-minerl",
-                             dynamic_ncols=True))
-        else:
-            bars[0].update(1)
-
-    try:
+    with progress_bar("convert-minerl", "traj") as progress:
         paths = convert_minerl(args.src, args.out, size=args.size, angle=args.angle,
                                env_id=args.env, workers=args.workers, progress=progress)
-    finally:
-        for bar in bars:
-            bar.close()
     print(f"{len(paths)} MineRL trajectories as episode files in {args.out}")
     return 0

@@ -33,27 +33,13 @@ def main(args: argparse.Namespace) -> int:
 
     if not getattr(args, "verbose", False):
         quiet_simulator_logs()
-    from tqdm import tqdm
-
     from world_model.sim.evalset import make_evalset
-    from world_model.sim.pool import Progress
+    from world_model.sim.jobs import progress_bar
 
-    bars: list[tqdm] = []
-
-    def progress(p: Progress) -> None:
-        if p.result is None:
-            bars.append(tqdm(total=p.total, initial=p.done, unit="traj", desc="make-evalset",
-                             dynamic_ncols=True))
-        else:
-            bars[0].set_postfix_str(f"last {p.result.frames} frames", refresh=False)
-            bars[0].update(1)
-
-    try:
+    with progress_bar("make-evalset", "traj",
+                      lambda result, rate: f"last {result.frames} frames") as progress:
         paths = make_evalset(args.out, args.trajectories, env=args.env, seed=args.seed,
                              min_frames=args.min_frames, max_frames=args.max_frames,
                              workers=args.workers, fast=args.fast, progress=progress)
-    finally:
-        for bar in bars:
-            bar.close()
     print(f"{len(paths)} evaluation trajectories in {args.out}")
     return 0

@@ -42,6 +42,7 @@ from world_model.evaluation import metrics
 from world_model.evaluation.clips import Trajectory, prediction_trajectories, revisit_mask
 from world_model.evaluation.report import BASELINE, Report, save_frames, write_report
 from world_model.evaluation.settings import EvalSettings
+from world_model.seeding import trajectory_seed
 
 logger = logging.getLogger(__name__)
 
@@ -115,11 +116,6 @@ def return_mask(traj: Trajectory, horizon: int) -> np.ndarray:
 
 
 # -- generation ----------------------------------------------------------------------------------
-def trajectory_seed(seed: int, index: int) -> int:
-    """Sampling seed of trajectory ``index`` (its position in the sorted file list)."""
-    return int(np.random.SeedSequence([seed, index]).generate_state(1, np.uint64)[0] >> np.uint64(1))
-
-
 def generate(engine: RolloutEngine, trajs: Sequence[Trajectory], seeds: Sequence[int],
              progress: Callable[[int], None] | None = None) -> list[np.ndarray]:
     """Generate every trajectory's frames after its context, all rows in one batch.

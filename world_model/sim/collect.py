@@ -1,13 +1,13 @@
 """Collect Memory Maze trajectories with the scripted exploration policy, in parallel, resumably.
 
-Episode ``i`` of a run is fully determined by ``episode_seed(seed, i)``: it seeds the simulator
-(a fresh ``dm_env`` task per episode, first maze of that task) and the policy's generator, and is
-stored in the file as the scalar ``seed``. Files are ``OUT/ep_{i:06d}.npz``, written atomically,
-so re-running the same command keeps finished episodes and collects only the missing ones.
+Episode ``i`` of a run is fully determined by ``episode_seed(seed, i)``
+(:mod:`world_model.seeding`): it seeds the simulator (a fresh ``dm_env`` task per episode, first
+maze of that task) and the policy's generator, and is stored in the file as the scalar ``seed``.
+Files are ``OUT/ep_{i:06d}.npz``, written atomically, so re-running the same command keeps
+finished episodes and collects only the missing ones (:mod:`world_model.sim.jobs`).
 
-:func:`collect` is the API (``rad collect`` is its CLI); :func:`run_simulator_jobs` runs jobs of
-the real simulator on the process pool (:mod:`world_model.sim.pool`), here and in
-:mod:`world_model.sim.evalset`.
+:func:`collect` is the API (``rad collect`` is its CLI); :func:`simulator_workers` says how
+worker processes of the real simulator are set up, here and in :mod:`world_model.sim.evalset`.
 """
 
 from __future__ import annotations
@@ -15,31 +15,23 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from world_model.data.format import write_episode
 from world_model.errors import UserError
+from world_model.seeding import episode_seed
 from world_model.sim import fast_maze
+from world_model.sim.jobs import EpisodeJob, Workers, run_missing
 from world_model.sim.memory_maze import SIZES, make_dm_env, parse_size, quiet_simulator_logs
-from world_model.sim.output_dir import OutputDir, episode_path
+from world_model.sim.output_dir import episode_path
 from world_model.sim.policies import ExplorationConfig, ExplorationPolicy
-from world_model.sim.pool import JobResult, Progress, run_jobs
+from world_model.sim.pool import Progress
 from world_model.sim.recorder import record_episode
 
 log = logging.getLogger(__name__)
-
-_COLLECT_TAG = 0x636F6C6C  # "coll": keeps collection seeds apart from evaluation-set seeds
-
-
-def episode_seed(seed: int, index: int) -> int:
-    """Simulator and policy seed of episode ``index`` of a run with base ``seed``: an int in
-    ``[0, 2**32)``, the range ``numpy.random.RandomState`` accepts."""
-    return int(np.random.SeedSequence([seed, index, _COLLECT_TAG]).generate_state(1)[0])
 
 
 def collect_episode(size: str, seed: int, steps: int, noise: float) -> dict[str, np.ndarray]:
@@ -58,31 +50,24 @@ def collect_episode(size: str, seed: int, steps: int, noise: float) -> dict[str,
 
 
 @dataclass(frozen=True)
-class CollectJob:
-    """Collect and write one episode (picklable: sent to worker processes)."""
+class CollectJob(EpisodeJob):
+    """Collect and write one episode."""
 
-    index: int
-    path: str
     size: str
     seed: int
     steps: int
     noise: float
 
-    def __call__(self) -> JobResult:
-        start = time.perf_counter()
-        ep = collect_episode(self.size, self.seed, self.steps, self.noise)
-        write_episode(self.path, ep)
-        return JobResult(self.index, self.path, len(ep["image"]), float(ep["reward"].sum()),
-                         time.perf_counter() - start)
+    def make(self, notes: list[str]) -> dict[str, np.ndarray]:
+        return collect_episode(self.size, self.seed, self.steps, self.noise)
 
 
-def run_simulator_jobs(jobs: Sequence[Callable[[], JobResult]], workers: int, fast: bool,
-                       on_result: Callable[[JobResult], None] | None = None) -> list[JobResult]:
-    """:func:`~world_model.sim.pool.run_jobs` for jobs that run the real simulator: ``fast``
-    selects the vectorised target-contact check (:mod:`world_model.sim.fast_maze`) where they run
-    (here, the previous choice is restored afterwards); workers start with quiet simulator logs."""
-    return run_jobs(jobs, workers=workers, setup=functools.partial(fast_maze.fast_target_contacts, fast),
-                    worker_init=quiet_simulator_logs, on_result=on_result)
+def simulator_workers(count: int, fast: bool) -> Workers:
+    """``count`` processes running the real simulator: ``fast`` selects the vectorised
+    target-contact check (:mod:`world_model.sim.fast_maze`) where they run (here, the previous
+    choice is restored afterwards); workers start with quiet simulator logs."""
+    return Workers(count, functools.partial(fast_maze.fast_target_contacts, fast),
+                   quiet_simulator_logs)
 
 
 def collect(out: str | os.PathLike, episodes: int, *, env: str = "memory-maze-9x9",
@@ -122,23 +107,8 @@ def collect(out: str | os.PathLike, episodes: int, *, env: str = "memory-maze-9x
 
     settings = {"env": f"memory-maze-{size}", "steps": steps, "seed": seed, "noise": noise,
                 "policy": "navigate-to-random-cells"}
-    paths = [episode_path(out, i) for i in range(episodes)]
-    with OutputDir(out, "rad-collect.json", settings) as out_dir:
-        todo = [CollectJob(i, str(p), size, episode_seed(seed, i), steps, noise)
-                for i, p in enumerate(paths) if not out_dir.has_episode(p, steps + 1)]
-        done = episodes - len(todo)
-        log.info("%s: %d of %d episodes present; collecting %d with %d worker(s)",
-                 out, done, episodes, len(todo), workers)
-        if progress is not None:
-            progress(Progress(done, episodes))
-
-        def on_result(result: JobResult) -> None:
-            nonlocal done
-            done += 1
-            log.debug("episode %d: %d frames, reward %.0f, %.1f s", result.index, result.frames,
-                      result.reward, result.seconds)
-            if progress is not None:
-                progress(Progress(done, episodes, result))
-
-        run_simulator_jobs(todo, workers, fast, on_result)
-    return paths
+    return run_missing(
+        out, "rad-collect.json", settings, [episode_path(out, i) for i in range(episodes)],
+        lambda i, p: CollectJob(i, str(p), size, episode_seed(seed, i), steps, noise),
+        workers=simulator_workers(workers, fast), frames=steps + 1, progress=progress,
+        logger=log)

@@ -21,25 +21,24 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from world_model.data.format import write_episode
 from world_model.errors import UserError
+from world_model.seeding import attempt_seed
 from world_model.sim import navigation as nav
-from world_model.sim.collect import run_simulator_jobs
+from world_model.sim.collect import simulator_workers
+from world_model.sim.jobs import EpisodeJob, run_missing
 from world_model.sim.memory_maze import make_dm_env, parse_size
-from world_model.sim.output_dir import OutputDir, episode_path
-from world_model.sim.pool import JobResult, Progress
+from world_model.sim.output_dir import episode_path
+from world_model.sim.pool import Progress
 from world_model.sim.recorder import EpisodeRecorder
 
 log = logging.getLogger(__name__)
 
-_EVAL_TAG = 0x6576616C  # "eval": keeps evaluation seeds apart from collection seeds
 CONTEXT_FRACTION = 0.6
 #: Rough cost model of the controller, used only to pick goals; every attempt is checked.
 STEPS_PER_CELL = 4.0
@@ -49,11 +48,6 @@ STEPS_TURN_AROUND = 10.0
 
 class Rejected(Exception):
     """An attempt that does not meet the protocol; the message says why."""
-
-
-def attempt_seed(seed: int, index: int, attempt: int) -> int:
-    """Simulator seed of attempt ``attempt`` at trajectory ``index``: an int in ``[0, 2**32)``."""
-    return int(np.random.SeedSequence([seed, index, attempt, _EVAL_TAG]).generate_state(1)[0])
 
 
 def estimate_frames(path: list[nav.Cell], start_dir: np.ndarray) -> float:
@@ -153,30 +147,23 @@ def make_trajectory(size: str, seed: int, min_frames: int, max_frames: int) -> d
 
 
 @dataclass(frozen=True)
-class EvalJob:
-    """Make and write one evaluation trajectory, retrying with new seeds (picklable)."""
+class EvalJob(EpisodeJob):
+    """Make and write one evaluation trajectory, retrying with new seeds
+    (``attempt_seed(seed, index, attempt)``, :mod:`world_model.seeding`)."""
 
-    index: int
-    path: str
     size: str
     seed: int
     min_frames: int
     max_frames: int
     max_attempts: int
 
-    def __call__(self) -> JobResult:
-        start = time.perf_counter()
-        notes = []
+    def make(self, notes: list[str]) -> dict[str, np.ndarray]:
         for attempt in range(self.max_attempts):
             seed = attempt_seed(self.seed, self.index, attempt)
             try:
-                ep = make_trajectory(self.size, seed, self.min_frames, self.max_frames)
+                return make_trajectory(self.size, seed, self.min_frames, self.max_frames)
             except Rejected as why:
                 notes.append(f"trajectory {self.index}, seed {seed} rejected: {why}")
-                continue
-            write_episode(self.path, ep)
-            return JobResult(self.index, self.path, len(ep["image"]), float(ep["reward"].sum()),
-                             time.perf_counter() - start, tuple(notes))
         raise UserError(f"trajectory {self.index}: {self.max_attempts} attempts failed (last: "
                         f"{notes[-1]}); is --min-frames/--max-frames feasible for this maze size?")
 
@@ -202,22 +189,8 @@ def make_evalset(out: str | os.PathLike, trajectories: int, *, env: str = "memor
         raise UserError("--workers and max_attempts must be >= 1")
     settings = {"env": f"memory-maze-{size}", "seed": seed, "min_frames": min_frames,
                 "max_frames": max_frames, "protocol": "outbound-and-return"}
-    paths = [episode_path(out, i) for i in range(trajectories)]
-    with OutputDir(out, "rad-evalset.json", settings) as out_dir:
-        todo = [EvalJob(i, str(p), size, seed, min_frames, max_frames, max_attempts)
-                for i, p in enumerate(paths) if not out_dir.has_episode(p)]
-        done = trajectories - len(todo)
-        log.info("%s: %d of %d trajectories present; making %d", out, done, trajectories, len(todo))
-        if progress is not None:
-            progress(Progress(done, trajectories))
-
-        def on_result(result: JobResult) -> None:
-            nonlocal done
-            done += 1
-            for note in result.notes:
-                log.warning(note)
-            if progress is not None:
-                progress(Progress(done, trajectories, result))
-
-        run_simulator_jobs(todo, workers, fast, on_result)
-    return paths
+    return run_missing(
+        out, "rad-evalset.json", settings, [episode_path(out, i) for i in range(trajectories)],
+        lambda i, p: EvalJob(i, str(p), size, seed, min_frames, max_frames, max_attempts),
+        workers=simulator_workers(workers, fast), progress=progress, what="trajectories",
+        logger=log)

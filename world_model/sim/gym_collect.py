@@ -1,7 +1,8 @@
 """``rad collect`` for every real environment but Memory Maze: Crafter, MineRL, any Gymnasium
 pixel env (:mod:`world_model.sim.real_envs`), under a random or user-given policy, resumably.
 
-Episode ``i`` of a run is fixed by ``episode_seed(seed, i)`` (as for Memory Maze): it is the seed
+Episode ``i`` of a run is fixed by ``episode_seed(seed, i)`` (:mod:`world_model.seeding`, as for
+Memory Maze): it is the seed
 of the env's ``reset`` and of the policy's generator, and is stored in the file as ``seed``. Files
 are ``OUT/ep_{i:06d}.npz`` (written atomically; see :mod:`world_model.sim.pixel_recorder` for the
 arrays, which record ``env_id`` and ``num_actions``), the run's settings ``OUT/rad-collect.json``.
@@ -13,20 +14,19 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from world_model.data.format import write_episode
 from world_model.errors import UserError
-from world_model.sim.collect import episode_seed
+from world_model.seeding import episode_seed
 from world_model.sim.gym_policies import load_policy
-from world_model.sim.output_dir import OutputDir, episode_path
+from world_model.sim.jobs import EpisodeJob, Workers, run_missing
+from world_model.sim.output_dir import episode_path
 from world_model.sim.pixel_recorder import record_pixel_episode
-from world_model.sim.pool import JobResult, Progress, run_jobs
+from world_model.sim.pool import Progress
 from world_model.sim.real_envs import make_real_env, real_env_spec
 
 log = logging.getLogger(__name__)
@@ -52,23 +52,17 @@ def collect_pixel_episode(env_id: str, seed: int, steps: int, policy: str = "ran
 
 
 @dataclass(frozen=True)
-class PixelCollectJob:
-    """Collect and write one episode (picklable: sent to worker processes)."""
+class PixelCollectJob(EpisodeJob):
+    """Collect and write one episode."""
 
-    index: int
-    path: str
     env_id: str
     seed: int
     steps: int
     policy: str
     size: int
 
-    def __call__(self) -> JobResult:
-        start = time.perf_counter()
-        ep = collect_pixel_episode(self.env_id, self.seed, self.steps, self.policy, self.size)
-        write_episode(self.path, ep)
-        return JobResult(self.index, self.path, len(ep["image"]), float(ep["reward"].sum()),
-                         time.perf_counter() - start)
+    def make(self, notes: list[str]) -> dict[str, np.ndarray]:
+        return collect_pixel_episode(self.env_id, self.seed, self.steps, self.policy, self.size)
 
 
 def collect_pixels(out: str | os.PathLike, episodes: int, *, env: str, steps: int = 1000,
@@ -101,21 +95,7 @@ def collect_pixels(out: str | os.PathLike, episodes: int, *, env: str, steps: in
     load_policy(policy)  # a bad --policy fails here, before any worker starts
     _env(spec.id, size)  # and so does a missing simulator or an unfit env (kept for the jobs)
     settings = {"env": spec.id, "steps": steps, "seed": seed, "policy": policy, "size": size}
-    paths = [episode_path(out, i) for i in range(episodes)]
-    with OutputDir(out, "rad-collect.json", settings) as out_dir:
-        todo = [PixelCollectJob(i, str(p), spec.id, episode_seed(seed, i), steps, policy, size)
-                for i, p in enumerate(paths) if not out_dir.has_episode(p)]
-        done = episodes - len(todo)
-        log.info("%s: %d of %d episodes present; collecting %d of %s with %d worker(s)",
-                 out, done, episodes, len(todo), spec.id, workers)
-        if progress is not None:
-            progress(Progress(done, episodes))
-
-        def on_result(result: JobResult) -> None:
-            nonlocal done
-            done += 1
-            if progress is not None:
-                progress(Progress(done, episodes, result))
-
-        run_jobs(todo, workers=workers, on_result=on_result)
-    return paths
+    return run_missing(
+        out, "rad-collect.json", settings, [episode_path(out, i) for i in range(episodes)],
+        lambda i, p: PixelCollectJob(i, str(p), spec.id, episode_seed(seed, i), steps, policy, size),
+        workers=Workers(workers), progress=progress, what=f"{spec.id} episodes", logger=log)

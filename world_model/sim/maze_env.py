@@ -31,6 +31,7 @@ from gymnasium.error import ResetNeeded
 
 from world_model.data.format import GLOBAL_KEYS
 from world_model.errors import UserError
+from world_model.seeding import fit_seed32
 from world_model.sim.memory_maze import NUM_ACTIONS, SIZES, _tasks_module, make_dm_env, parse_size
 
 logger = logging.getLogger(__name__)
@@ -82,9 +83,7 @@ def maze_observation_space(size: str, extra_obs: bool, camera_resolution: int = 
 def task_seed(seed: int) -> int:
     """The ``dm_env`` task seed for ``reset(seed=seed)``: ``seed`` itself when it fits (so the episode
     equals ``make_dm_env(size, seed=seed)``'s first), else a hash of it into [0, 2**32)."""
-    if 0 <= seed < _SEED_LIMIT:
-        return int(seed)
-    return int(np.random.SeedSequence(seed).generate_state(1)[0])
+    return fit_seed32(seed)
 
 
 class MemoryMazeEnv(gymnasium.Env):

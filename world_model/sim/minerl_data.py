@@ -29,19 +29,18 @@ import importlib.util
 import json
 import logging
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from world_model.data.format import one_hot_actions, write_episode
+from world_model.data.format import one_hot_actions
 from world_model.errors import BackendError, DataError, UserError
 from world_model.sim import minerl_actions as A
 from world_model.sim.frames import resize_frame
-from world_model.sim.output_dir import OutputDir
-from world_model.sim.pool import JobResult, Progress, run_jobs
+from world_model.sim.jobs import EpisodeJob, Workers, run_missing
+from world_model.sim.pool import Progress
 
 logger = logging.getLogger(__name__)
 
@@ -127,22 +126,16 @@ def convert_trajectory(directory: str | os.PathLike, size: int = 64,
 
 
 @dataclass(frozen=True)
-class ConvertJob:
-    """Convert and write one trajectory (picklable: sent to worker processes)."""
+class ConvertJob(EpisodeJob):
+    """Convert and write one trajectory (the directory ``source``)."""
 
-    index: int
     source: str
-    path: str
     size: int
     angle: float
     env_id: str
 
-    def __call__(self) -> JobResult:
-        start = time.perf_counter()
-        episode = convert_trajectory(self.source, self.size, self.angle, self.env_id)
-        write_episode(self.path, episode)
-        return JobResult(self.index, self.path, len(episode["image"]),
-                         float(episode["reward"].sum()), time.perf_counter() - start)
+    def make(self, notes: list[str]) -> dict[str, np.ndarray]:
+        return convert_trajectory(self.source, self.size, self.angle, self.env_id)
 
 
 def convert_minerl(src: str | os.PathLike, out: str | os.PathLike, *, size: int = 64,
@@ -169,21 +162,8 @@ def convert_minerl(src: str | os.PathLike, out: str | os.PathLike, *, size: int 
         raise UserError(f"{src}: trajectory directories with the same name: convert each task's "
                         f"directory into its own --out")
     settings = {"env": env_id, "size": size, "angle": angle, "actions": list(A.ACTION_NAMES)}
-    paths = [Path(out) / f"{t.name}.npz" for t in trajectories]
-    with OutputDir(out, "rad-convert-minerl.json", settings) as out_dir:
-        todo = [ConvertJob(i, str(t), str(p), size, angle, env_id)
-                for i, (t, p) in enumerate(zip(trajectories, paths)) if not out_dir.has_episode(p)]
-        done = len(paths) - len(todo)
-        logger.info("%s: %d of %d trajectories converted; converting %d", out, done, len(paths),
-                    len(todo))
-        if progress is not None:
-            progress(Progress(done, len(paths)))
-
-        def on_result(result: JobResult) -> None:
-            nonlocal done
-            done += 1
-            if progress is not None:
-                progress(Progress(done, len(paths), result))
-
-        run_jobs(todo, workers=workers, on_result=on_result)
-    return paths
+    return run_missing(
+        out, "rad-convert-minerl.json", settings,
+        [Path(out) / f"{t.name}.npz" for t in trajectories],
+        lambda i, p: ConvertJob(i, str(p), str(trajectories[i]), size, angle, env_id),
+        workers=Workers(workers), progress=progress, what="trajectories", logger=logger)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from world_model.data.format import episode_length
 from world_model.errors import DataError, UserError
+from world_model.io import atomic_write_text
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -85,7 +86,8 @@ class OutputDir:
                 raise UserError(f"{self.root} holds a run with other settings ({details}); "
                                 "use the same settings to resume or another --out")
         else:
-            self.manifest.write_text(json.dumps(self.settings, indent=2, sort_keys=True) + "\n")
+            atomic_write_text(self.manifest,
+                              json.dumps(self.settings, indent=2, sort_keys=True) + "\n")
 
     def remove_temporary_files(self) -> int:
         """Delete ``.*.tmp`` files (partial writes of killed runs); returns how many."""

@@ -2,8 +2,8 @@
 
 Generic: nothing here knows a simulator. A job is a zero-argument callable returning a
 :class:`JobResult`; what every process needs around its jobs (a patched simulator, quiet logs) is
-passed in as ``setup`` and ``worker_init``. Used by :mod:`world_model.sim.collect` and
-:mod:`world_model.sim.evalset`.
+passed in as ``setup`` and ``worker_init``. Used by the driver of resumable runs,
+:mod:`world_model.sim.jobs`.
 """
 
 from __future__ import annotations
