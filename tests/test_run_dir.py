@@ -143,3 +143,22 @@ def test_the_old_layouts_of_the_three_trainers_are_upgraded():
     assert vae["kind"] == "vae" and torch.equal(vae["rng"][0]["torch"], torch_rng)
     idm = upgrade(dict(trainer_state))
     assert idm["kind"] == "idm" and idm["rng"] == [] and idm["step"] == trainer_state["step"]
+
+
+def test_a_signal_stops_fit_after_the_step_under_way_as_its_last_step():
+    import os
+    import signal
+
+    trainer = _trainer()
+    seen: list[tuple[int, bool]] = []
+
+    def callback(trainer, batch, logs, last):
+        seen.append((trainer.step, last))
+        if trainer.step == 2:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C during step 2's callbacks
+
+    before = signal.getsignal(signal.SIGINT)
+    batches = iter(torch.randn(3) for _ in range(100))
+    trainer.fit(batches, steps=10, callbacks=[callback])
+    assert trainer.step == 3 and seen == [(1, False), (2, False), (3, True)]
+    assert trainer.stop_requested and signal.getsignal(signal.SIGINT) is before

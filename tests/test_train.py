@@ -194,6 +194,41 @@ def test_rad_train_cli_resumes_after_being_killed(tmp_path, real_episodes_dir):
     assert torch.load(out / "train_state.pt", weights_only=True)["step"] == killed_at + 2
 
 
+def test_rad_train_stops_cleanly_on_sigterm_with_nothing_lost(tmp_path, real_episodes_dir):
+    import signal
+
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"model": dataclasses.asdict(tiny_config(**PIXEL_MODEL)), "train": {
+        "seq_len": 6, "batch_size": 2, "steps": 400, "checkpoint_every": 1000, "log_every": 1,
+        "val_every": 1000, "num_workers": 0, "val_fraction": 0.34}}))
+    out = tmp_path / "run"
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    cmd = [sys.executable, "-m", "world_model.cli", "train", "--data", str(real_episodes_dir),
+           "--config", str(cfg), "--out", str(out), "--no-progress", "--device", "cpu"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        for _ in range(3000):  # until a few steps are logged (no checkpoint is due before 1000)
+            metrics = out / "metrics.jsonl"
+            if metrics.exists() and metrics.read_text().count("loss/total") >= 2:
+                break
+            try:
+                proc.wait(timeout=0.1)
+            except subprocess.TimeoutExpired:
+                pass
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err[-2000:]
+    assert "stopping after step" in err and "stopped on request" in err
+    stopped_at = torch.load(out / "train_state.pt", weights_only=True)["step"]
+    logged = [json.loads(line)["step"] for line in (out / "metrics.jsonl").open()
+              if "loss/total" in line]
+    assert 2 <= stopped_at < 400 and logged[-1] == stopped_at  # the last step is saved
+    load(out)
+
+
 def test_two_process_gloo_ddp_run_completes(tmp_path, real_episodes_dir):
     cfg = tmp_path / "cfg.json"
     cfg.write_text(json.dumps({"model": dataclasses.asdict(tiny_config(**PIXEL_MODEL)), "train": {

@@ -5,14 +5,20 @@ the world model (:mod:`world_model.training.run`) and the VAE (:mod:`world_model
 It owns what every run needs: the learning-rate warm-up, the optimiser step with gradient
 clipping, an optional EMA of the weights, a guard against non-finite losses (skipped, and an error
 after ``max_nonfinite`` in a row, agreed on by every DDP rank), an optional CPU-time budget, and
-the train state that makes a resumed run continue exactly. What differs between runs (data,
-validation, checkpoint files, logging) is passed in as callbacks, called after every step.
+the train state that makes a resumed run continue exactly, and a clean stop: a SIGINT (Ctrl-C) or
+SIGTERM during :meth:`Trainer.fit` ends the loop after the step under way, whose callbacks run as
+the last step's (so the run saves its checkpoint and exits, resumable to the step); a second
+signal interrupts at once. What differs between runs (data, validation, checkpoint files,
+logging) is passed in as callbacks, called after every step.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -94,6 +100,8 @@ class Trainer:
         """Non-finite losses in a row."""
         self.cpu_seconds = 0.0
         """CPU time of the steps so far, resumed parts included."""
+        self.stop_requested = False
+        """Set by SIGINT/SIGTERM during :meth:`fit` (or by the caller): stop after this step."""
 
     # -- one step -------------------------------------------------------------------------------
     def train_step(self, batch: Any) -> dict[str, float] | None:
@@ -134,20 +142,51 @@ class Trainer:
         """Train until :attr:`step` reaches ``steps`` (or the CPU budget is spent), drawing one
         batch per step from ``batches`` (never one more), then calling every callback."""
         mark = time.process_time()
-        while self.step < steps:
-            if self.out_of_budget():
-                logger.info("CPU budget of %.1f min reached at step %d",
-                            self.budget_seconds / 60.0, self.step)
-                break
-            batch = next(batches)
-            logs = self.train_step(batch)
-            self.step += 1
-            now = time.process_time()
-            self.cpu_seconds += now - mark
-            last = self.step == steps or self.out_of_budget()
-            for callback in callbacks:
-                callback(self, batch, logs, last)
-            mark = time.process_time()  # validation and checkpoints are not budget
+        with self._stop_on_signals():
+            while self.step < steps:
+                if self.out_of_budget():
+                    logger.info("CPU budget of %.1f min reached at step %d",
+                                self.budget_seconds / 60.0, self.step)
+                    break
+                batch = next(batches)
+                logs = self.train_step(batch)
+                self.step += 1
+                now = time.process_time()
+                self.cpu_seconds += now - mark
+                stop = not all_true(not self.stop_requested, self.dist, self.device) \
+                    if self.dist.enabled else self.stop_requested  # every rank stops together
+                last = self.step == steps or self.out_of_budget() or stop
+                for callback in callbacks:
+                    callback(self, batch, logs, last)
+                if stop:
+                    logger.info("stopped on request at step %d (checkpoint written; resume with "
+                                "--resume)", self.step)
+                    break
+                mark = time.process_time()  # validation and checkpoints are not budget
+
+    @contextlib.contextmanager
+    def _stop_on_signals(self):
+        """While :meth:`fit` runs: the first SIGINT/SIGTERM asks for a stop after the current
+        step, a second one raises ``KeyboardInterrupt`` at once. Only in the main thread."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+
+        def request_stop(signum, frame):
+            if self.stop_requested:
+                raise KeyboardInterrupt
+            self.stop_requested = True
+            logger.warning("%s: stopping after step %d, once its checkpoint is written (signal "
+                           "again to stop at once)", signal.Signals(signum).name, self.step + 1)
+
+        for s in previous:
+            signal.signal(s, request_stop)
+        try:
+            yield
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
 
     # -- train state ----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
