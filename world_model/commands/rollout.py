@@ -6,7 +6,7 @@ Examples:
       --actions "1,1,1,2,2,1,1" --out turn.gif
 
 The first --context-frames real frames (default: the file's context_frames) are the context. With
-the recorded actions (the default, --actions-from-file) the model re-imagines the rest of the
+the recorded actions (the default) the model re-imagines the rest of the
 trajectory, shown side by side with the real one (grey border: real; green: context; red:
 imagined). With --actions "a,b,..." it follows those actions instead (0 noop, 1 forward, 2 left,
 3 right, 4 forward-left, 5 forward-right for Memory Maze). GIF needs nothing; MP4 needs
@@ -16,30 +16,49 @@ imageio-ffmpeg.
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class RolloutSettings:
+    """Every field is an option of ``rad rollout``."""
+
+    checkpoint: str = ""
+    """World run directory (config.json + model.safetensors)."""
+    context: str = ""
+    """A real episode file (.npz) whose first frames are the context."""
+    out: str = ""
+    """Output video, .gif (needs nothing) or .mp4 (needs imageio-ffmpeg)."""
+    context_frames: int | None = None
+    """Real frames given as context (default: the file's context_frames)."""
+    actions: str | None = None
+    """Comma-separated action indices to follow, e.g. "1,1,2" (default: the file's recorded
+    actions after the context)."""
+    frames: int | None = None
+    """Frames to imagine (default: all the recorded actions that follow)."""
+    steps: int | None = None
+    """Sampler steps per frame (default: the world's sampler.json, else 10)."""
+    eta: float | None = None
+    """DDIM eta (default: the world's sampler.json, else 0)."""
+    sampler: Literal["ddim", "heun"] | None = None
+    """Sampler kind (default: the world's sampler.json, else ddim)."""
+    seed: int = 0
+    """Sampling seed."""
+    device: str = "auto"
+    """auto (CUDA if present), cpu, cuda, ..."""
+    fps: int = 8
+    """Video frame rate."""
+    scale: int = 2
+    """Pixel upscaling of the video."""
+    progress: bool = True
+    """Show a progress bar."""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", required=True, metavar="RUN", help="checkpoint directory")
-    p.add_argument("--context", required=True, metavar="FILE.npz", help="a real episode file")
-    p.add_argument("--context-frames", type=int,
-                   help="real frames given as context (default: the file's context_frames)")
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--actions", help='comma-separated action indices to follow, e.g. "1,1,2"')
-    src.add_argument("--actions-from-file", action="store_true",
-                     help="follow the recorded actions after the context (the default)")
-    p.add_argument("--frames", type=int, help="frames to imagine (default: all that follow)")
-    p.add_argument("--out", required=True, metavar="VIDEO", help="output .gif or .mp4")
-    p.add_argument("--steps", type=int, default=None,
-                   help="sampler steps per frame (default: the world's sampler.json, else 10)")
-    p.add_argument("--eta", type=float, default=None,
-                   help="DDIM eta (default: the world's sampler.json, else 0)")
-    p.add_argument("--sampler", choices=("ddim", "heun"), default=None,
-                   help="sampler kind (default: the world's sampler.json, else ddim)")
-    p.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
-    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, ...")
-    p.add_argument("--fps", type=int, default=8, help="video frame rate (default: 8)")
-    p.add_argument("--scale", type=int, default=2, help="pixel upscaling of the video (default: 2)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    from world_model.options import add_options
+
+    add_options(p, RolloutSettings, required=("checkpoint", "context", "out"))
 
 
 def parse_actions(text: str, num_actions: int) -> list[int]:
@@ -57,7 +76,7 @@ def parse_actions(text: str, num_actions: int) -> list[int]:
     return actions
 
 
-def main(args: argparse.Namespace) -> int:
+def main(namespace: argparse.Namespace) -> int:
     import numpy as np
     import torch
     from tqdm import tqdm
@@ -72,9 +91,11 @@ def main(args: argparse.Namespace) -> int:
         side_by_side,
         write_video,
     )
-
-    check_video_path(args.out)
     from world_model.loading import load_engine
+    from world_model.options import from_args
+
+    args = from_args(RolloutSettings, namespace)
+    check_video_path(args.out)
 
     engine = load_engine(args.checkpoint, device=args.device, steps=args.steps, eta=args.eta,
                          kind=args.sampler)
@@ -105,7 +126,7 @@ def main(args: argparse.Namespace) -> int:
     state = engine.start(torch.from_numpy(frames[None, :n_ctx]),
                          torch.from_numpy(recorded[None, :n_ctx]), seeds=[args.seed])
     imagined = []
-    for a in tqdm(actions, unit="frame", desc="rad rollout", disable=args.no_progress):
+    for a in tqdm(actions, unit="frame", desc="rad rollout", disable=not args.progress):
         out, _ = engine.step(state, torch.tensor([a]))
         imagined.append(out[0].cpu().numpy())
     imagined = np.stack(imagined)
