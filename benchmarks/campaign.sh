@@ -11,13 +11,13 @@
 # Settings (environment): ROOT (/work/campaign), EPISODES (300), WORKERS (collection processes, 2),
 # NAME (rad), MEMORY (lstm; none for the DF twin), BUDGET (CPU-minutes of this run in all, 480),
 # THREADS (torch threads, 1), DEVICE (cpu; cuda on a GPU machine), INIT (world to warm-start from
-# when the run is new), EXTRA (more --set overrides for rad train). The VAE and the IDM judge ship
+# when the run is new; default the shipped world, or its DF twin for MEMORY=none), EXTRA (more --set overrides for rad train). The VAE and the IDM judge ship
 # in rad_env/weights/ (memory-maze-9x9-vae, memory-maze-9x9-idm); VAE= / IDM= point elsewhere.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 ROOT="${ROOT:-/work/campaign}" EPISODES="${EPISODES:-300}" NAME="${NAME:-rad}"
 MEMORY="${MEMORY:-lstm}" BUDGET="${BUDGET:-480}" THREADS="${THREADS:-1}" DEVICE="${DEVICE:-cpu}"
-INIT="${INIT-$here/campaign/lat16-indep}" EXTRA="${EXTRA:-}" WORKERS="${WORKERS:-2}"
+INIT="${INIT-$here/rad_env/weights/memory-maze-9x9$([ "${MEMORY:-lstm}" = none ] && echo -df)}" EXTRA="${EXTRA:-}" WORKERS="${WORKERS:-2}"
 export MUJOCO_GL="${MUJOCO_GL:-egl}" WANDB_MODE="${WANDB_MODE:-offline}"
 export OMP_NUM_THREADS="$THREADS" MKL_NUM_THREADS="$THREADS"
 DATA="$ROOT/data/maze9" HELDOUT="$ROOT/data/maze9-heldout" EVALSET="$ROOT/data/maze9-eval"
