@@ -164,15 +164,20 @@ def test_an_existing_run_is_not_overwritten_without_resume(tmp_path, real_episod
         train(tiny_run_config(steps=3), real_episodes_dir, tmp_path / "run", opts)
 
 
-def test_rad_train_cli_resumes_after_being_killed(tmp_path, real_episodes_dir):
+def _long_cli_run(tmp_path, data, checkpoint_every: int) -> tuple[list[str], dict, Path]:
+    """A ``rad train`` command line of 400 tiny steps (meant to be stopped), its env and --out."""
     cfg = tmp_path / "cfg.json"
     cfg.write_text(json.dumps({"model": dataclasses.asdict(tiny_config(**PIXEL_MODEL)), "train": {
-        "seq_len": 6, "batch_size": 2, "steps": 400, "checkpoint_every": 2, "log_every": 1,
-        "val_every": 1000, "num_workers": 0, "val_fraction": 0.34}}))
+        "seq_len": 6, "batch_size": 2, "steps": 400, "checkpoint_every": checkpoint_every,
+        "log_every": 1, "val_every": 1000, "num_workers": 0, "val_fraction": 0.34}}))
     out = tmp_path / "run"
-    env = {**os.environ, "WANDB_MODE": "disabled"}
-    cmd = [sys.executable, "-m", "world_model.cli", "train", "--data", str(real_episodes_dir),
+    cmd = [sys.executable, "-m", "world_model.cli", "train", "--data", str(data),
            "--config", str(cfg), "--out", str(out), "--no-progress", "--device", "cpu"]
+    return cmd, {**os.environ, "WANDB_MODE": "disabled"}, out
+
+
+def test_rad_train_cli_resumes_after_being_killed(tmp_path, real_episodes_dir):
+    cmd, env, out = _long_cli_run(tmp_path, real_episodes_dir, checkpoint_every=2)
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         for _ in range(600):
@@ -197,14 +202,8 @@ def test_rad_train_cli_resumes_after_being_killed(tmp_path, real_episodes_dir):
 def test_rad_train_stops_cleanly_on_sigterm_with_nothing_lost(tmp_path, real_episodes_dir):
     import signal
 
-    cfg = tmp_path / "cfg.json"
-    cfg.write_text(json.dumps({"model": dataclasses.asdict(tiny_config(**PIXEL_MODEL)), "train": {
-        "seq_len": 6, "batch_size": 2, "steps": 400, "checkpoint_every": 1000, "log_every": 1,
-        "val_every": 1000, "num_workers": 0, "val_fraction": 0.34}}))
-    out = tmp_path / "run"
-    env = {**os.environ, "WANDB_MODE": "disabled"}
-    cmd = [sys.executable, "-m", "world_model.cli", "train", "--data", str(real_episodes_dir),
-           "--config", str(cfg), "--out", str(out), "--no-progress", "--device", "cpu"]
+    # no checkpoint is due before step 1000: the only one is the one the stop writes
+    cmd, env, out = _long_cli_run(tmp_path, real_episodes_dir, checkpoint_every=1000)
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True)
     try:

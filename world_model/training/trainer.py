@@ -153,8 +153,8 @@ class Trainer:
                 self.step += 1
                 now = time.process_time()
                 self.cpu_seconds += now - mark
-                stop = not all_true(not self.stop_requested, self.dist, self.device) \
-                    if self.dist.enabled else self.stop_requested  # every rank stops together
+                # every rank stops together (without DDP: this process's own request)
+                stop = not all_true(not self.stop_requested, self.dist, self.device)
                 last = self.step == steps or self.out_of_budget() or stop
                 for callback in callbacks:
                     callback(self, batch, logs, last)
