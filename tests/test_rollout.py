@@ -15,6 +15,7 @@ from world_model.diffusion.schedule import Diffusion
 from world_model.engine.rollout import RolloutEngine
 from world_model.engine.world_state import WorldState
 from world_model.errors import UserError
+from world_model.network.memory import LSTMMemory
 from world_model.network.windows import window_start
 
 B, T = 2, 8  # tiny models: window 3, depth 2, 8x8 pixel latents; T > window so memory matters
@@ -290,6 +291,27 @@ def test_compiled_frame_pass_equals_eager_or_falls_back():
             for engine in (eager, compiled)]
     # compiled (or, where this machine cannot compile, fallen back to eager): the same frames
     assert (outs[0] - outs[1]).abs().max() <= 1.0  # uint8 levels: float reassociation only
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_the_whole_ring_as_context_equals_the_frames_in_the_window(mode):
+    # the compiled engine's context: every frame attends over all window - 1 ring slots, the empty
+    # ones masked; the same frames as the eager engine's shortest context, to float rounding
+    short = make_engine("lstm", mode, steps=2)
+    ring = RolloutEngine(short.world, SamplerConfig(steps=2))
+    ring.static_context = True
+    frames, actions = frames_and_actions(length=6)  # 1 real frame, then 5 imagined: the
+    outs = [rollout(engine, engine.start(frames[:, :1], actions[:, :1], seeds=0), actions[:, 1:])
+            .float() for engine in (short, ring)]  # window (3) fills up, then slides
+    assert (outs[0] - outs[1]).abs().max() <= 1.0  # uint8 levels
+
+
+def test_the_memory_read_of_a_plan_equals_a_step():
+    torch.manual_seed(0)
+    lstm = LSTMMemory(12, 8)
+    u = torch.randn(5, 12)
+    state = tuple(torch.randn(5, 8) for _ in range(2))
+    assert torch.allclose(lstm.read(u, lstm.read_plan(state)), lstm.step(u, state)[0], atol=1e-6)
 
 
 def test_a_failing_compile_falls_back_to_eager(caplog):

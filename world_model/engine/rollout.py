@@ -48,7 +48,7 @@ from world_model.engine.checks import check_actions, check_frames
 from world_model.engine.world_state import WorldState, row_generators
 from world_model.errors import UserError
 from world_model.network.layers import KVCache
-from world_model.network.model import ModelOutput
+from world_model.network.model import FramePlan, ModelOutput
 from world_model.network.windows import has_previous, window_start
 from world_model.world import World
 
@@ -82,9 +82,10 @@ class RolloutEngine(MemoryBookkeeping):
             ``torch.bfloat16`` on a GPU); None or the weights' dtype: no autocast. The state
             (cache, memory) stays in the weights' dtype, so states are interchangeable.
         compile: run the per-frame pass (``RADModel.forward_frame``, every denoising step and
-            the clean pass) through ``torch.compile`` (static shapes: one graph per batch size
-            and context length, compiled on first use). Where compilation fails (no C++
-            compiler, an unsupported backend) the engine logs why and runs eagerly.
+            the clean pass) through ``torch.compile`` (static shapes: the context is always the
+            whole ring, its empty slots masked, so one graph per batch size and key mask kind,
+            compiled on first use). Where compilation fails (no C++ compiler, an unsupported
+            backend) the engine logs why and runs eagerly.
     """
 
     def __init__(self, world: World, sampler: SamplerConfig | None = None,
@@ -103,6 +104,9 @@ class RolloutEngine(MemoryBookkeeping):
         self.context_level = (world.config.diffusion.engine_context_level if level is None
                               else int(level))
         self.compiled = bool(compile)
+        #: Assemble every frame's context over the whole ring (empty slots masked): one shape for
+        #: every frame, so a compiled frame pass has one graph (the same frames to float rounding).
+        self.static_context = bool(compile)
         self._frame_pass = (torch.compile(self.model.forward_frame, dynamic=False)
                             if compile else None)
 
@@ -210,7 +214,7 @@ class RolloutEngine(MemoryBookkeeping):
 
     def _observe(self, state: WorldState, latents: Tensor, actions: Tensor) -> StepInfo:
         return self._append(state, latents.to(self.device, torch.float32), actions,
-                            self.context(state))
+                            self.plan(state))
 
     @torch.no_grad()
     def step(self, state: WorldState, actions: Tensor | np.ndarray) -> tuple[Tensor, StepInfo]:
@@ -225,33 +229,41 @@ class RolloutEngine(MemoryBookkeeping):
     @torch.no_grad()
     def step_latents(self, state: WorldState, actions: Tensor | np.ndarray) -> StepInfo:
         """As :meth:`step` without decoding: the sampler's denoising passes over the cached
-        context, one clean pass, one write."""
+        context, one clean pass, one write. What the passes share (context, memory read, previous
+        frame: :meth:`plan`) is computed once for the frame."""
         actions = self._actions(actions, (state.batch_size,))
-        context = self.context(state)
+        plan = self.plan(state)
 
         def denoise(x: Tensor, level: int) -> Tensor:
-            return self.predict(state, x, level, actions, context).prediction[:, 0]
+            return self.predict(state, x, level, actions, plan).prediction[:, 0]
 
         def noise() -> Tensor:
             return randn_rows(state.generators, self.latent_shape, self.device)
 
         x = self.sampler.sample(denoise, noise(), noise)
-        return self._append(state, x, actions, context)
+        return self._append(state, x, actions, plan)
 
     @torch.no_grad()
     def predict(self, state: WorldState, x: Tensor, level: int | Tensor, actions: Tensor,
-                context: Context | None = None) -> ModelOutput:
+                plan: FramePlan | None = None) -> ModelOutput:
         """The denoiser on the next frame of every row: ``x (B, C, h, w)`` at ``level`` (int or
         ``(B,)``), reached by ``actions (B,)``, against the cached context and the memory state
-        the frame reads. Returns the network output with T = 1."""
-        past, key_mask = context if context is not None else self.context(state)
-        B = state.batch_size
-        levels = torch.as_tensor(level, device=self.device).long().expand(B)
+        the frame reads (``plan``: :meth:`plan` of ``state``, computed here when not given).
+        Returns the network output with T = 1."""
+        plan = self.plan(state) if plan is None else plan
+        levels = torch.as_tensor(level, device=self.device).long().expand(state.batch_size)
         with self._autocast():
-            out, _ = self._forward_frame(x.to(self.dtype), levels, actions, past,
-                                              state.memory if self.model.has_memory else None,
-                                              key_mask, self.previous(state))
+            out, _ = self._forward_frame(x.to(self.dtype), levels, actions, plan)
         return out
+
+    @torch.no_grad()
+    def plan(self, state: WorldState) -> FramePlan:
+        """What every network pass over the rows' next frame shares (``RADModel.plan_frame``):
+        the cached context (:meth:`context`), the memory read, the previous frame."""
+        past, key_mask = self.context(state)
+        with self._autocast():
+            return self.model.plan_frame(past, state.memory if self.model.has_memory else None,
+                                         key_mask, self.previous(state))
 
     def previous(self, state: WorldState) -> Tensor | None:
         """``(B, C, h, w)``: every row's previous context frame as the next frame's tokens see it
@@ -266,13 +278,16 @@ class RolloutEngine(MemoryBookkeeping):
 
         Returns ``(past, key_mask)``: per layer ``(k, v)`` each ``(B, N, heads, P, hd)``, oldest
         first, keys rotated once for the whole frame (``RADModel.rotate_past``), where ``P`` is the
-        longest context among the rows; rows with fewer context frames
-        are left-padded and ``key_mask (B, P)`` bool marks their real frames (None when every row
-        has ``P``). ``(None, None)`` when no row has context.
+        longest context among the rows (the whole ring, ``window - 1``, when the frame pass is
+        compiled: one shape for every frame); rows with fewer context frames are left-padded and
+        ``key_mask (B, P)`` bool marks their real frames (None when every row has ``P``).
+        ``(None, None)`` when no row has context.
         """
         t = state.frame_index
         start = window_start(t, self.window, self.mode)
         P = int((t - start).max())
+        if self.static_context and self.slots > 0:
+            P = self.slots  # one shape for every frame: one compiled graph (the rest masked)
         if P == 0:
             return None, None
         frames = t[:, None] - P + torch.arange(P)  # (B, P) frame index of each view entry
@@ -294,20 +309,18 @@ class RolloutEngine(MemoryBookkeeping):
         return frame % (self.slots if self.mode == "frame" else self.window)
 
     def _append(self, state: WorldState, latent: Tensor, actions: Tensor,
-                context: Context) -> StepInfo:
-        """Make the clean ``latent (B, C, h, w)`` the rows' next frame: one level-0 pass for its
-        keys/values and heads, then the memory bookkeeping, then the ring write."""
+                plan: FramePlan) -> StepInfo:
+        """Make the clean ``latent (B, C, h, w)`` the rows' next frame: one level-0 pass (over
+        the frame's ``plan``) for its keys/values and heads, then the memory bookkeeping, then
+        the ring write."""
         B = state.batch_size
-        past, key_mask = context
         levels = torch.full((B,), self.context_level, dtype=torch.long, device=self.device)
         seen = latent  # the frame as its context pass sees it: clean, or noised ('augmented')
         if self.context_level > 0:
             noise = randn_rows(state.generators, self.latent_shape, self.device)
             seen = self.world.diffusion.add_noise(latent[:, None], levels[:, None], noise[:, None])[:, 0]
         with self._autocast():
-            out, kv = self._forward_frame(seen.to(self.dtype), levels, actions, past,
-                                               state.memory if self.model.has_memory else None,
-                                               key_mask, self.previous(state))
+            out, kv = self._forward_frame(seen.to(self.dtype), levels, actions, plan)
         if state.prev is not None:
             state.prev = seen.to(state.prev.dtype)
         t = state.frame_index

@@ -273,13 +273,14 @@ class RADBlock(nn.Module):
         return self.mlp_part(x, m), kept, final
 
     def forward_frame(self, x: Tensor, c: Tensor, actions: Tensor, rope_s, past: LayerKV | None,
-                      rope_new, read: LayerMemory, key_mask: Tensor | None = None
+                      rope_new, read: tuple[Tensor, ...] | None, mask: Tensor | None = None
                       ) -> tuple[Tensor, LayerKV]:
         """One new frame against cached context. ``x (B, 1, N, D)``; ``past`` = cached ``(k, v)``
-        each ``(B, N, heads, P, hd)`` with the temporal RoPE of positions ``0..P-1`` already applied
-        (``RADModel.rotate_past``), or None; ``rope_new`` = the RoPE of position ``P`` (the new
-        frame's query and key); ``read`` tensors ``(B, N, *f)``; ``key_mask (B, P)`` bool
-        (True = attend) or None (all P attended).
+        each ``(B*N, heads, P, hd)`` with the temporal RoPE of positions ``0..P-1`` already applied
+        (``RADModel.plan_frame``), or None; ``rope_new`` = the RoPE of position ``P`` (the new
+        frame's query and key); ``read`` = the memory's :meth:`~world_model.network.memory.Memory.read_plan`
+        of the state the frame reads (rows ``B*N``); ``mask (B*N, 1, 1, P+1)`` bool (True = attend)
+        or None (all attended).
         Returns ``(x, (k, v))`` with this frame's keys/values ``(B, N, heads, 1, hd)`` (pre-RoPE)."""
         B, _, N, _ = x.shape
         m = self.modulations(c)
@@ -287,21 +288,16 @@ class RADBlock(nn.Module):
         h = rearrange(self.temporal_input(x, m), "b t n d -> (b n) t d")
         q, k, v = self.temporal.project(h)  # (B*N, heads, 1, hd)
         q_rot, k_rot = apply_rope(q, *rope_new), apply_rope(k, *rope_new)
-        mask = None
         if past is not None:
-            pk, pv = (rearrange(p, "b n h l d -> (b n) h l d") for p in past)
-            k_all, v_all = torch.cat([pk, k_rot], dim=2), torch.cat([pv, v], dim=2)
-            if key_mask is not None:  # the frame always attends to itself
-                km = torch.cat([key_mask, key_mask.new_ones(B, 1)], dim=1)  # (B, P+1)
-                mask = km[:, None, None, None, :].expand(B, N, 1, 1, km.shape[1]).flatten(0, 1)
+            k_all, v_all = torch.cat([past[0], k_rot], dim=2), torch.cat([past[1], v], dim=2)
         else:
-            k_all, v_all = k_rot, v
-        t_out = self.temporal.attend_rotated(q_rot, k_all, v_all, mask)  # mask (B*N, 1, 1, P+1)
+            k_all, v_all, mask = k_rot, v, None
+        t_out = self.temporal.attend_rotated(q_rot, k_all, v_all, mask)
         x = x + m.gate_tmp * rearrange(t_out, "(b n) t d -> b t n d", b=B)
         if self.memory is not None:
-            u = self.memory_input(x, m, actions)
-            state = tuple(s[:, :, None] for s in read)  # (B, N, 1, *f)
-            x = self.memory_residual(x, m, self.read_memory(u, state))
+            u = self.memory_input(x, m, actions).reshape(B * N, -1)  # T = 1: rows (b n)
+            out = self.memory.read(u, read).view(B, 1, N, -1)
+            x = self.memory_residual(x, m, out)
         new_kv = (rearrange(k, "(b n) h l d -> b n h l d", b=B),
                   rearrange(v, "(b n) h l d -> b n h l d", b=B))
         return self.mlp_part(x, m), new_kv

@@ -8,6 +8,8 @@ callers can clone, index, reset and move it.
 Interface (``rows`` = independent sequences):
     init_state(rows, device, dtype) -> RowState     each tensor (rows, *feature)
     step(u (rows, Din), state) -> (out (rows, Dout), new_state)
+    read_plan(state) -> plan; read(u (rows, Din), plan) -> out (rows, Dout)
+        a step whose new state is not kept, its input-free half computed once per state
     scan(u (rows, T, Din), state, keep) -> (out (rows, T, Dout), kept states, final state)
         kept states: each tensor (rows, len(keep), *feature), the state *before* frame keep[j]
         (index T = after the last frame).
@@ -63,6 +65,17 @@ class Memory(nn.Module):
 
     def step(self, u: Tensor, state: RowState) -> tuple[Tensor, RowState]:
         raise NotImplementedError
+
+    def read_plan(self, state: RowState) -> RowState:
+        """The part of a read from ``state`` that does not depend on the input, computed once
+        when several inputs read the same state (the rollout engine's denoising passes of one
+        frame); by default the state itself. :meth:`read` takes the result."""
+        return state
+
+    def read(self, u: Tensor, plan: RowState) -> Tensor:
+        """The output of one step from the state behind ``plan`` (:meth:`read_plan`), the new
+        state discarded: equals ``step(u, state)[0]`` up to float rounding."""
+        return self.step(u, plan)[0]
 
     def scan_inputs(self, u: Tensor) -> Tensor:
         """Per-frame work that needs no state, done for all frames at once before the loop
@@ -120,6 +133,17 @@ class LSTMMemory(Memory):
     def step(self, u, state):
         h, c = self.cell(u, state)
         return h, (h, c)
+
+    def read_plan(self, state: RowState) -> RowState:
+        """``(W_hh h + b_hh + b_ih, c)``: the recurrent half of the gates, once per state."""
+        h, c = state
+        return F.linear(h, self.cell.weight_hh, self.cell.bias_hh) + self.cell.bias_ih, c
+
+    def read(self, u: Tensor, plan: RowState) -> Tensor:
+        recurrent, c = plan
+        i, f, g, o = (F.linear(u, self.cell.weight_ih) + recurrent).chunk(4, dim=-1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        return torch.sigmoid(o) * torch.tanh(c)
 
     def scan_inputs(self, u: Tensor) -> Tensor:
         return F.linear(u, self.cell.weight_ih, self.cell.bias_ih)  # (rows, T, 4H): one matmul

@@ -20,8 +20,10 @@ per frame, or None for memory ``'none'``), as is the temporal-attention cache
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
@@ -37,6 +39,25 @@ from world_model.network.layers import (
 )
 from world_model.network.memory import MemoryState
 from world_model.network.windows import read_index, teacher_mask, temporal_mask
+
+
+class FramePlan(NamedTuple):
+    """What every network pass over one new frame shares (:meth:`RADModel.plan_frame`, once per
+    frame; the rollout engine's denoising passes and its clean pass all read it)."""
+
+    past: list[tuple[Tensor, Tensor]] | None
+    """Per layer the context's rotated keys and values, each ``(B*N, heads, P, hd)``; None if P = 0."""
+    mask: Tensor | None
+    """``(B*N, 1, 1, P+1)`` bool temporal key mask (True = attend), or None (all attended)."""
+    rope_new: tuple[Tensor, Tensor]
+    """The temporal RoPE of position P (the new frame's)."""
+    reads: list | None
+    """Per layer the memory's ``read_plan`` of the state the frame reads (rows ``B*N``)."""
+    prev: Tensor | None
+    """``(B, 1, C, h, w)`` the previous context frame (the residual's base), or None."""
+    prev_tokens: Tensor | None
+    """The previous frame's share of the input tokens (its half of ``patch_in`` plus the bias),
+    ``(B, 1, N, D)`` (or ``(D,)``: no previous frame), when the model stacks it."""
 
 
 @dataclass
@@ -275,38 +296,70 @@ class RADModel(nn.Module):
         cos, sin = self._rope_t(torch.arange(P, device=past[0][0].device))
         return [(apply_rope(k, cos, sin), v) for k, v in past]
 
-    def forward_frame(self, x: Tensor, level: Tensor, action: Tensor, past: KVCache | None,
-                      read: MemoryState | None, key_mask: Tensor | None = None,
-                      prev: Tensor | None = None) -> tuple[ModelOutput, KVCache]:
+    def plan_frame(self, past: KVCache | None, read: MemoryState | None,
+                   key_mask: Tensor | None = None, prev: Tensor | None = None) -> FramePlan:
+        """What every pass over one new frame shares, computed once for the frame.
+
+        Args:
+            past: per layer ``(k, v)`` each ``(B, N, heads, P, hd)`` of the P context frames in its
+                window (oldest first), keys already rotated by :meth:`rotate_past`; or None when
+                P = 0.
+            read: the memory state the frame reads (per layer ``(B, N, *f)``; None without memory).
+            key_mask: ``(B, P)`` bool, True where a cached frame is in that row's window; lets rows
+                with fewer context frames than P share a batch (their cache is left-padded: the
+                masked entries come first, so relative positions stay right). None: all attended.
+            prev: ``(B, C, h, w)`` the previous context frame (zeros for rows without one), when
+                the model stacks it; None = zeros.
+        """
+        P = 0 if past is None or past[0] is None else past[0][0].shape[3]
+        device = self.rope_s_cos.device
+        rope_new = self._rope_t(torch.tensor([P], device=device))
+        flat, mask = None, None
+        if P > 0:
+            B, N = past[0][0].shape[:2]
+            flat = [(k.flatten(0, 1), v.flatten(0, 1)) for k, v in past]  # (B*N, heads, P, hd)
+            if key_mask is not None:  # the frame always attends to itself
+                km = torch.cat([key_mask, key_mask.new_ones(B, 1)], dim=1)  # (B, P+1)
+                mask = km[:, None, None, None, :].expand(B, N, 1, 1, P + 1).flatten(0, 1)
+        reads = None
+        if self.has_memory:
+            reads = [block.memory.read_plan(tuple(s.flatten(0, 1) for s in layer))
+                     for block, layer in zip(self.blocks, read)]
+        prev_t = prev_tokens = None
+        if self.uses_prev:
+            K = self.patch_in.in_features // 2
+            w_prev, bias = self.patch_in.weight[:, K:], self.patch_in.bias
+            if prev is None:
+                prev_tokens = bias
+            else:
+                prev_t = prev[:, None]
+                prev_tokens = F.linear(self._patches(prev_t.to(w_prev.dtype)), w_prev, bias)
+        return FramePlan(flat, mask, rope_new, reads, prev_t, prev_tokens)
+
+    def forward_frame(self, x: Tensor, level: Tensor, action: Tensor,
+                      plan: FramePlan) -> tuple[ModelOutput, KVCache]:
         """One frame against its cached context (the rollout engine's inner step).
 
         Args:
             x: ``(B, C, h, w)`` the new frame's noisy latent.
             level: ``(B,)`` its noise level.
             action: ``(B,)`` the action that led to it.
-            past: per layer ``(k, v)`` each ``(B, N, heads, P, hd)`` of the P context frames in its
-                window (oldest first), keys already rotated by :meth:`rotate_past`; or None when
-                P = 0.
-            read: the memory state the frame reads (per layer ``(B, N, *f)``).
-            key_mask: ``(B, P)`` bool, True where a cached frame is in that row's window; lets rows
-                with fewer context frames than P share a batch (their cache is left-padded: the
-                masked entries come first, so relative positions stay right). None: all attended.
-            prev: ``(B, C, h, w)`` the previous context frame (zeros for rows without one), when
-                the model stacks it; None = zeros.
+            plan: from :meth:`plan_frame`: the context, memory read and previous frame every pass
+                over this frame shares.
         Returns:
             ``(output, kv)``: output tensors with T = 1; ``kv`` per layer this frame's pre-RoPE
             ``(k, v)`` each ``(B, N, heads, 1, hd)``, to append to the cache once it is clean.
         """
-        P = 0 if past is None or past[0] is None else past[0][0].shape[3]
         c = self._cond(level[:, None], action[:, None])
-        prev_t = None if prev is None else prev[:, None]
-        h = self._tokens(x[:, None], prev_t)
-        rope_new = self._rope_t(torch.tensor([P], device=x.device))
+        if self.uses_prev:
+            K = self.patch_in.in_features // 2
+            h = F.linear(self._patches(x[:, None]), self.patch_in.weight[:, :K]) + plan.prev_tokens
+        else:
+            h = self.patch_in(self._patches(x[:, None]))
         new_kv = []
         for i, block in enumerate(self.blocks):
             h, kv = block.forward_frame(h, c, action[:, None], self.rope_s,
-                                        None if P == 0 else past[i], rope_new,
-                                        read[i] if self.has_memory else None,
-                                        None if P == 0 else key_mask)
+                                        None if plan.past is None else plan.past[i], plan.rope_new,
+                                        None if plan.reads is None else plan.reads[i], plan.mask)
             new_kv.append(kv)
-        return self._output(h, c, prev_t), new_kv
+        return self._output(h, c, plan.prev), new_kv
