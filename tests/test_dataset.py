@@ -19,7 +19,7 @@ from world_model.data.dataset import (
     split_episodes,
 )
 from world_model.data.format import action_indices, list_episodes, read_episode, write_episode
-from world_model.errors import DataError
+from world_model.errors import DataError, UserError
 
 T, B = 8, 4
 
@@ -193,3 +193,21 @@ def test_terminal_flags_reach_the_batch_and_default_to_never(episodes):
         expected = [False] * (n - 1) + [index == ended]  # files without the array: never
         assert batch["terminals"][row].tolist() == expected
     assert ended in batch["episode"].tolist()
+
+
+def test_carried_chunks_follow_one_stretch_per_row_then_draw_anew(episodes):
+    # TrainConfig.carry_chunks = 3: rows keep their episode, windows follow one another
+    chunked = EpisodeWindows(episodes, seq_len=T, batch_size=B, seed=4, chunks=3)
+    first = [chunked.batch(step) for step in range(3)]
+    for k, batch in enumerate(first):
+        assert (batch["chunk"] == k).all()
+        np.testing.assert_array_equal(batch["episode"], first[0]["episode"])
+        np.testing.assert_array_equal(batch["start"], first[0]["start"] + T * k)
+        _assert_batch_matches_files(batch, chunked.files)
+    nxt = chunked.batch(3)  # the next draw of stretches starts at chunk 0
+    assert (nxt["chunk"] == 0).all()
+    assert not np.array_equal(np.stack([nxt["episode"], nxt["start"]]),
+                              np.stack([first[0]["episode"], first[0]["start"]]))
+    assert "chunk" not in EpisodeWindows(episodes, seq_len=T, batch_size=B, seed=4).batch(0)
+    with pytest.raises(UserError, match="shorter than seq_len=8 x chunks=9"):
+        EpisodeWindows(chunked.files, seq_len=T, batch_size=B, chunks=9)  # 72 > 41 frames

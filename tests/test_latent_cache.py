@@ -80,6 +80,12 @@ def test_latent_windows_draw_the_frame_loaders_windows(real_episodes_dir, small_
         for key in ("actions", "rewards", "episode", "start"):
             np.testing.assert_array_equal(a[key], b[key])
         assert b["latents"].shape == (4, 8, 4, 16, 16) and b["latents"].dtype == np.float32
+    frames3 = EpisodeWindows(data, seq_len=8, batch_size=4, seed=5, chunks=3)  # carried chunks
+    latents3 = LatentWindows(LatentEpisodes(cache, data, frames3.files), 8, 4, seed=5, chunks=3)
+    for step in (0, 1, 2, 4):
+        a, b = frames3.batch(step), latents3.batch(step)
+        for key in ("actions", "rewards", "episode", "start", "chunk"):
+            np.testing.assert_array_equal(a[key], b[key])
     train, val = make_latent_loaders(data, small_vae, seq_len=8, batch_size=2, val_fraction=0.34)
     assert val is not None and next(iter(train))["latents"].shape == (2, 8, 4, 16, 16)
     (cache / "episode-002.npz").write_bytes(b"broken")

@@ -119,8 +119,8 @@ def test_memory_is_written_from_clean_frames_only(memory):
     noise2 = noise1.clone()
     noise2[:, 3] = torch.randn_like(noise2[:, 3])
     with torch.no_grad():
-        out1, reads1, _, _ = objective.denoise_pass(z, a, k, noise1)
-        out2, reads2, _, _ = objective.denoise_pass(z, a, k, noise2)
+        out1, reads1, _, _, _ = objective.denoise_pass(z, a, k, noise1)
+        out2, reads2, _, _, _ = objective.denoise_pass(z, a, k, noise2)
     for r1, r2 in zip(reads1, reads2):
         for s1, s2 in zip(r1, r2):
             assert torch.equal(s1, s2)

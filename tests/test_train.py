@@ -280,3 +280,38 @@ def test_init_from_refuses_a_world_of_another_shape(tmp_path, real_episodes_dir)
         train(tiny_run_config(steps=1), real_episodes_dir, tmp_path / "third",
               TrainOptions(device="cpu", wandb="disabled", progress=False,
                            init_from=str(tmp_path / "nothing")))
+
+
+def test_a_carried_chunk_starts_its_memory_where_the_last_one_ended():
+    torch.manual_seed(0)
+    model = RADModel(tiny_config("lstm", "frame"))
+    objective = WorldModelObjective(model, Diffusion(DiffusionConfig()), PixelCodec())
+    cfg = model.cfg
+    z = torch.randn(2, 12, cfg.latent_channels, cfg.latent_size, cfg.latent_size)
+    a = torch.randint(0, cfg.num_actions, (2, 12))
+    rewards = torch.zeros(2, 6)
+    for k, part in enumerate((slice(0, 6), slice(6, 12))):
+        objective(Batch(None, a[:, part], rewards, latents=z[:, part],
+                        chunk=torch.full((2,), k)))
+    _, whole = model.prefetch(z, a)  # the memory after all 12 frames, in one pass
+    for carried, expect in zip(objective.carry, whole):
+        for s, e in zip(carried, expect):
+            assert not s.requires_grad  # truncated: no graph across chunks
+            torch.testing.assert_close(s, e, atol=1e-5, rtol=1e-5)
+    objective(Batch(None, a[:, :6], rewards, latents=z[:, :6], chunk=torch.zeros(2, dtype=torch.long)))
+    _, first = model.prefetch(z[:, :6], a[:, :6])  # chunk 0 starts again from zeros
+    torch.testing.assert_close(objective.carry[0][0], first[0][0], atol=1e-5, rtol=1e-5)
+
+
+def test_a_run_with_carried_chunks_resumes_exactly(tmp_path, real_episodes_dir):
+    opts = TrainOptions(device="cpu", wandb="disabled", progress=False)
+    cfg = (lambda steps: tiny_run_config(steps=steps, carry_chunks=2))
+    train(cfg(6), real_episodes_dir, tmp_path / "straight", opts)
+    train(cfg(3), real_episodes_dir, tmp_path / "resumed", opts)  # stops inside a stretch
+    state = torch.load(tmp_path / "resumed" / "train_state.pt", weights_only=True)
+    assert state["rank_state"][0]["carry"][0][0].shape[0] == cfg(3).train.batch_size
+    train(cfg(6), real_episodes_dir, tmp_path / "resumed", dataclasses.replace(opts, resume=True))
+    _, model_a, _ = _weights(tmp_path / "straight")
+    _, model_b, _ = _weights(tmp_path / "resumed")
+    for k in model_a:
+        assert torch.equal(model_a[k], model_b[k]), k

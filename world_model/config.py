@@ -221,6 +221,13 @@ class TrainConfig:
     """Stop with an error after this many consecutive non-finite losses (each one is skipped)."""
     detach_every: int = 0
     """Truncate backprop through the memory every this many frames (0: never)."""
+    carry_chunks: int = 1
+    """Truncated backpropagation through time across samples: each batch row follows one stretch
+    of ``carry_chunks * seq_len`` frames of an episode, ``seq_len`` frames a step, and the memory
+    state after one step's frames is where the next step's pre-fetch starts (detached). The
+    memory then reads states written over up to ``carry_chunks * seq_len`` frames, as it does in a
+    long rollout, at the cost of a step of ``seq_len`` frames. 1: independent samples, the memory
+    starting from zero in each."""
     precision: Literal["auto", "float32", "bfloat16"] = "auto"
     """Compute dtype of the forward pass: 'bfloat16' runs it under ``torch.autocast`` (avx512_bf16
     or AMX CPUs, GPUs) with float32 master weights, optimiser and loss; 'auto' chooses bfloat16
@@ -236,6 +243,8 @@ class TrainConfig:
 
     def validate(self) -> TrainConfig:
         require(self.precision in ("auto", "float32", "bfloat16"), f"precision={self.precision!r}",
+                "invalid TrainConfig")
+        require(self.carry_chunks >= 1, f"carry_chunks={self.carry_chunks} (must be >= 1)",
                 "invalid TrainConfig")
         return self
 

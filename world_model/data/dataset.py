@@ -14,6 +14,7 @@ A batch is a dict of torch tensors::
                                       optional ``terminal`` array; all False without it)
     episode  (B,) int64               index of the file in ``dataset.files``
     start    (B,) int64               window start s in that file
+    chunk    (B,) int64               with ``chunks > 1`` only: which window of each row's stretch
     <key>    (B, T, ...)              each extra key asked for (float64 stored -> float32)
 
 Determinism and resume. Batch ``step`` is a pure function of ``(seed, rank, step)`` and the file
@@ -130,6 +131,13 @@ class WindowIndex:
         return self.locate(int(rng.integers(self.num_windows)))
 
 
+def chunk_of_step(step: int, chunks: int) -> tuple[int, int]:
+    """``(draw, k)``: training step ``step`` reads chunk ``k`` of the stretches drawn by draw
+    number ``draw`` (``TrainConfig.carry_chunks``: every row follows one stretch of ``chunks``
+    consecutive windows, one window a step; ``chunks = 1``: a new draw every step)."""
+    return step // chunks, step % chunks
+
+
 # -- reading one window ---------------------------------------------------------------------------
 
 def read_window(zf: zipfile.ZipFile, key: str, start: int, stop: int) -> np.ndarray:
@@ -186,16 +194,22 @@ class EpisodeWindows(IterableDataset):
         rank, world_size: for DDP; ranks draw independent streams.
         frame_size, num_actions: what indexing a directory expects of every file (S of the
             ``(S, S, 3)`` frames; None: the first usable file's; the action count, None: any).
+        chunks: ``TrainConfig.carry_chunks``: each row follows a stretch of ``chunks * seq_len``
+            frames, ``seq_len`` a batch (batch ``step`` reads chunk ``step % chunks`` of the
+            stretches of draw ``step // chunks``), and batches carry ``chunk (B,) int64``.
+            1: every batch a new draw (no ``chunk`` key).
     """
 
     def __init__(self, files: Sequence[EpisodeFile] | str | os.PathLike, seq_len: int,
                  batch_size: int, seed: int = 0, keys: Sequence[str] = (), start_step: int = 0,
                  num_batches: int | None = None, rank: int = 0, world_size: int = 1, *,
                  frame_size: int | None = DEFAULT_FRAME_SIZE,
-                 num_actions: int | None = None) -> None:
+                 num_actions: int | None = None, chunks: int = 1) -> None:
         super().__init__()
-        if seq_len < 1 or batch_size < 1:
-            raise UserError(f"seq_len and batch_size must be >= 1, got {seq_len}, {batch_size}")
+        if seq_len < 1 or batch_size < 1 or chunks < 1:
+            raise UserError(f"seq_len, batch_size and chunks must be >= 1, got {seq_len}, "
+                            f"{batch_size}, {chunks}")
+        span = seq_len * chunks
         if seed < 0 or start_step < 0:
             raise UserError(f"seed and start_step must be >= 0, got {seed}, {start_step}")
         if not 0 <= rank < world_size:
@@ -207,16 +221,17 @@ class EpisodeWindows(IterableDataset):
         self.keys = tuple(keys)
         if isinstance(files, (str, os.PathLike)):
             self.root: Path | None = Path(files)
-            files = index_episodes(list_episodes(files), seq_len, self.keys, frame_size=frame_size,
+            files = index_episodes(list_episodes(files), span, self.keys, frame_size=frame_size,
                                    num_actions=num_actions, refuse_empty=str(self.root))
         else:
             self.root = None
             files = list(files)
-        short = [str(f.path) for f in files if f.length < seq_len]
+        need = f"seq_len={seq_len}" + (f" x chunks={chunks}" if chunks > 1 else "")
+        short = [str(f.path) for f in files if f.length < span]
         if short:
-            raise UserError(f"episode files shorter than seq_len={seq_len}: {short[:_MAX_NAMED]}")
+            raise UserError(f"episode files shorter than {need}: {short[:_MAX_NAMED]}")
         if not files:
-            raise DataError(f"no usable episode files with at least seq_len={seq_len} frames")
+            raise DataError(f"no usable episode files with at least {need} frames")
         sizes = sorted({f.frame_size for f in files})
         if len(sizes) > 1:
             raise UserError(f"episode files of different frame sizes {sizes} cannot share batches")
@@ -227,12 +242,14 @@ class EpisodeWindows(IterableDataset):
         self.start_step = int(start_step)
         self.num_batches = num_batches
         self.rank, self.world_size = int(rank), int(world_size)
-        self.windows = WindowIndex([f.length for f in self.files], seq_len)
+        self.chunks = int(chunks)
+        self.windows = WindowIndex([f.length for f in self.files], span)  # whole stretches
         self._bad: set[int] = set()  # files found unreadable (per process)
 
     @property
     def num_windows(self) -> int:
-        """Distinct windows of length ``seq_len`` over all files."""
+        """Distinct stretches of ``chunks * seq_len`` frames (windows of ``seq_len`` when
+        ``chunks`` is 1) over all files."""
         return self.windows.num_windows
 
     def set_start_step(self, step: int) -> None:
@@ -242,14 +259,20 @@ class EpisodeWindows(IterableDataset):
         self.start_step = int(step)
 
     def generator(self, step: int) -> np.random.Generator:
-        """The generator batch ``step`` is drawn from."""
-        return np.random.default_rng([self.seed, self.rank, int(step)])
+        """The generator batch ``step``'s stretches are drawn from (that of draw
+        ``step // chunks``)."""
+        draw, _ = chunk_of_step(int(step), self.chunks)
+        return np.random.default_rng([self.seed, self.rank, draw])
 
     def batch(self, step: int) -> dict[str, np.ndarray]:
         """Batch ``step`` as numpy arrays (shapes in the module docstring)."""
         rng = self.generator(step)
-        samples = [self._sample(rng) for _ in range(self.batch_size)]
-        return {key: np.stack([s[key] for s in samples]) for key in samples[0]}
+        _, k = chunk_of_step(int(step), self.chunks)
+        samples = [self._sample(rng, k * self.seq_len) for _ in range(self.batch_size)]
+        out = {key: np.stack([s[key] for s in samples]) for key in samples[0]}
+        if self.chunks > 1:
+            out["chunk"] = np.full(self.batch_size, k, dtype=np.int64)
+        return out
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         info = get_worker_info()
@@ -261,8 +284,9 @@ class EpisodeWindows(IterableDataset):
 
     # -- internals ------------------------------------------------------------------------------
 
-    def _sample(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        """One window: draw uniformly over all windows; redraw while the file is unreadable."""
+    def _sample(self, rng: np.random.Generator, offset: int = 0) -> dict[str, np.ndarray]:
+        """One window, ``offset`` frames into a stretch drawn uniformly over all stretches;
+        redraw while the file is unreadable."""
         while True:
             if len(self._bad) == len(self.files):
                 names = [str(self.files[i].path) for i in sorted(self._bad)[:_MAX_NAMED]]
@@ -274,7 +298,7 @@ class EpisodeWindows(IterableDataset):
             if index in self._bad:
                 continue
             try:
-                return self._read(index, start)
+                return self._read(index, start + offset)
             except _READ_ERRORS as exc:
                 self._bad.add(index)
                 warn_episode(f"skipping episode file {self.files[index].path} from now on "
@@ -305,9 +329,10 @@ def make_dataloaders(root: str | os.PathLike, seq_len: int, batch_size: int,
                      keys: Sequence[str] = (), start_step: int = 0, rank: int = 0,
                      world_size: int = 1, val_batches: int | None = None,
                      pin_memory: bool = False, frame_size: int | None = DEFAULT_FRAME_SIZE,
-                     num_actions: int | None = None, **loader_kwargs: Any,
+                     num_actions: int | None = None, chunks: int = 1, **loader_kwargs: Any,
                      ) -> tuple[DataLoader, DataLoader | None]:
-    """Train and validation loaders over the episode files under ``root``.
+    """Train and validation loaders over the episode files under ``root`` (``chunks``: see
+    :class:`EpisodeWindows`; files shorter than ``chunks * seq_len`` frames are skipped).
 
     The train loader is endless and starts at batch ``start_step``. The validation loader restarts
     at batch 0 on every iteration (the same batches each time; ``val_batches`` of them, or endless
@@ -326,15 +351,16 @@ def make_dataloaders(root: str | os.PathLike, seq_len: int, batch_size: int,
     logger.info("%s: %d training and %d validation episode files", root, len(train_paths),
                 len(val_paths))
     check = {"keys": keys, "frame_size": frame_size, "num_actions": num_actions}
-    train_files = index_episodes(train_paths, seq_len, **check,
+    train_files = index_episodes(train_paths, seq_len * chunks, **check,
                                  refuse_empty=f"{root} (training episode files)")
     check["frame_size"] = train_files[0].frame_size  # validation: the training files' size
     common: dict[str, Any] = {"seq_len": seq_len, "batch_size": batch_size, "seed": seed,
-                              "keys": keys, "rank": rank, "world_size": world_size}
+                              "keys": keys, "rank": rank, "world_size": world_size,
+                              "chunks": chunks}
     loader_args: dict[str, Any] = {"batch_size": None, "num_workers": num_workers,
                                    "pin_memory": pin_memory, **loader_kwargs}
     train = DataLoader(EpisodeWindows(train_files, start_step=start_step, **common), **loader_args)
-    val_files = index_episodes(val_paths, seq_len, **check) if val_paths else []
+    val_files = index_episodes(val_paths, seq_len * chunks, **check) if val_paths else []
     if not val_files:
         logger.warning("%s: no validation episodes (val_fraction=%s, %d files)", root,
                        val_fraction, len(train_paths) + len(val_paths))

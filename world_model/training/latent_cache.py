@@ -154,30 +154,39 @@ class LatentWindows(IterableDataset):
 
     def __init__(self, episodes: LatentEpisodes, seq_len: int, batch_size: int, seed: int = 0,
                  start_step: int = 0, num_batches: int | None = None, rank: int = 0,
-                 world_size: int = 1) -> None:
+                 world_size: int = 1, chunks: int = 1) -> None:
         from world_model.data.dataset import WindowIndex
 
         super().__init__()
-        if seq_len < 1 or batch_size < 1:
-            raise UserError(f"seq_len and batch_size must be >= 1, got {seq_len}, {batch_size}")
-        short = [f.path.name for f in episodes.files if f.length < seq_len]
+        if seq_len < 1 or batch_size < 1 or chunks < 1:
+            raise UserError(f"seq_len, batch_size and chunks must be >= 1, got {seq_len}, "
+                            f"{batch_size}, {chunks}")
+        span = seq_len * chunks
+        short = [f.path.name for f in episodes.files if f.length < span]
         if short:
-            raise UserError(f"episode files shorter than seq_len={seq_len}: {short[:10]}")
+            raise UserError(f"episode files shorter than seq_len={seq_len} x chunks={chunks}: "
+                            f"{short[:10]}")
         self.episodes, self.seq_len, self.batch_size = episodes, seq_len, batch_size
         self.seed, self.start_step, self.num_batches = seed, start_step, num_batches
-        self.rank, self.world_size = rank, world_size
-        self.windows = WindowIndex([f.length for f in episodes.files], seq_len)
+        self.rank, self.world_size, self.chunks = rank, world_size, int(chunks)
+        self.windows = WindowIndex([f.length for f in episodes.files], span)  # whole stretches
 
     def set_start_step(self, step: int) -> None:
         self.start_step = int(step)
 
     def batch(self, step: int) -> dict[str, np.ndarray]:
-        rng = np.random.default_rng([self.seed, self.rank, int(step)])
+        from world_model.data.dataset import chunk_of_step
+
+        draw, chunk = chunk_of_step(int(step), self.chunks)
+        rng = np.random.default_rng([self.seed, self.rank, draw])
         ep = self.episodes
         out: dict[str, list] = {k: [] for k in ("latents", "actions", "rewards", "terminals",
                                                  "episode", "start")}
+        if self.chunks > 1:
+            out["chunk"] = [np.int64(chunk)] * self.batch_size
         for _ in range(self.batch_size):
             i, s = self.windows.draw(rng)
+            s += chunk * self.seq_len
             e = s + self.seq_len
             out["latents"].append(ep.latents[i][s:e].astype(np.float32))
             out["actions"].append(ep.actions[i][s:e])
@@ -198,7 +207,7 @@ def make_latent_loaders(data_dir: str | os.PathLike, vae_dir: str | os.PathLike,
                         batch_size: int, val_fraction: float = 0.05, seed: int = 0, *,
                         start_step: int = 0, rank: int = 0, world_size: int = 1,
                         val_batches: int | None = None, frame_size: int | None = None,
-                        num_actions: int | None = None,
+                        num_actions: int | None = None, chunks: int = 1,
                         progress: Callable[[int, int], None] | None = None):
     """Train and validation loaders of cached latents (the split, checks and windows of
     :func:`~world_model.data.dataset.make_dataloaders`); episodes not cached yet are encoded
@@ -209,13 +218,13 @@ def make_latent_loaders(data_dir: str | os.PathLike, vae_dir: str | os.PathLike,
 
     train_paths, val_paths = split_episodes(list_episodes(data_dir), val_fraction, data_dir)
     check = {"frame_size": frame_size, "num_actions": num_actions}
-    train_files = index_episodes(train_paths, seq_len, **check,
+    train_files = index_episodes(train_paths, seq_len * chunks, **check,
                                  refuse_empty=f"{data_dir} (training episode files)")
-    val_files = index_episodes(val_paths, seq_len, **check) if val_paths else []
+    val_files = index_episodes(val_paths, seq_len * chunks, **check) if val_paths else []
     cache = encode_data(data_dir, vae_dir, paths=[f.path for f in (*train_files, *val_files)],
                         progress=progress)
     common = {"seq_len": seq_len, "batch_size": batch_size, "seed": seed, "rank": rank,
-              "world_size": world_size}
+              "world_size": world_size, "chunks": chunks}
     train = DataLoader(LatentWindows(LatentEpisodes(cache, data_dir, train_files),
                                      start_step=start_step, **common), batch_size=None)
     if not val_files:

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from world_model.diffusion.schedule import Diffusion
-from world_model.network.memory import MemoryState
+from world_model.network.memory import MemoryState, map_memory
 from world_model.network.model import ModelOutput, RADModel
 from world_model.network.windows import previous_frames
 
@@ -45,12 +45,16 @@ class Batch:
     latents: Tensor | None = None
     """``(B, T, C, h, w) float32``: the frames' latents already encoded
     (:mod:`world_model.training.latent_cache`); the codec is then not run."""
+    chunk: Tensor | None = None
+    """``(B,) int64``, the same in every row: which chunk of each row's stretch of frames this is
+    (``TrainConfig.carry_chunks`` > 1; chunk 0 starts the memory from zeros, chunk k > 0 from
+    the state after chunk k - 1), or None: independent samples."""
 
     @classmethod
     def from_dict(cls, d: dict[str, Tensor], device=None) -> Batch:
         get = (lambda k: d[k].to(device, non_blocking=True) if k in d else None)
         return cls(get("frames"), get("actions"), get("rewards"), get("terminals"),
-                   get("latents"))
+                   get("latents"), d.get("chunk"))
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -82,26 +86,31 @@ class WorldModelObjective(nn.Module):
         self.reward_weight = reward_weight
         self.termination_weight = termination_weight
         self._compiled_pass = torch.compile(self.denoise_pass) if compile else None
+        self.carry: MemoryState | None = None
+        """The memory state after the last batch's frames (``TrainConfig.carry_chunks`` > 1:
+        batches that carry a ``chunk`` index), where the next chunk's pre-fetch starts."""
 
     def denoise_pass(self, latents: Tensor, actions: Tensor, levels: Tensor, noise: Tensor,
-                     generator: torch.Generator | None = None,
-                     ) -> tuple[ModelOutput, MemoryState, Tensor, ModelOutput]:
-        """Pre-fetch from clean ``latents (B, T, C, h, w)``, then the windowed pass on the noised
-        ones against the configured context.
+                     generator: torch.Generator | None = None, memory: MemoryState | None = None,
+                     ) -> tuple[ModelOutput, MemoryState, Tensor, ModelOutput, MemoryState]:
+        """Pre-fetch from clean ``latents (B, T, C, h, w)`` (starting from ``memory``, per layer
+        ``(B, N, *f)``; None: zeros), then the windowed pass on the noised ones against the
+        configured context.
 
-        Returns ``(output, reads, x_noisy, heads)``: the noisy frames' output, the memory reads,
-        the noisy input, and the output whose reward/termination heads are trained (the context
-        stream's, or ``output`` itself for 'independent'). The memory reads depend on the clean
-        latents and actions only, never on ``noise`` or ``levels``.
+        Returns ``(output, reads, x_noisy, heads, final)``: the noisy frames' output, the memory
+        reads, the noisy input, the output whose reward/termination heads are trained (the
+        context stream's, or ``output`` itself for 'independent'), and the memory state after
+        all T frames. The memory reads depend on the clean latents and actions only, never on
+        ``noise`` or ``levels``.
         """
         model, cfg = self.model, self.diffusion.cfg
-        reads, _ = model.prefetch(latents, actions, detach_every=self.detach_every)
+        reads, final = model.prefetch(latents, actions, memory, detach_every=self.detach_every)
         x_noisy = self.diffusion.add_noise(latents, levels, noise)
         W, mode = model.cfg.window, model.cfg.mode
         if cfg.context == "independent":
             prev = previous_frames(latents, W, mode) if model.uses_prev else None
             out = model(x_noisy, levels, actions, reads, prev)
-            return out, reads, x_noisy, out
+            return out, reads, x_noisy, out, final
         if cfg.context == "augmented":
             B, T = levels.shape
             ctx_levels = torch.randint(0, cfg.context_level_max + 1, (B, T), generator=generator,
@@ -112,7 +121,7 @@ class WorldModelObjective(nn.Module):
             ctx_levels, context = torch.zeros_like(levels), latents
         prev = previous_frames(context, W, mode) if model.uses_prev else None
         out, heads = model.forward_context(x_noisy, levels, context, ctx_levels, actions, reads, prev)
-        return out, reads, x_noisy, heads
+        return out, reads, x_noisy, heads, final
 
     def forward(self, batch: Batch, generator: torch.Generator | None = None,
                 ) -> tuple[Tensor, dict[str, Tensor]]:
@@ -126,8 +135,14 @@ class WorldModelObjective(nn.Module):
         levels = self.diffusion.sample_levels((B, T), generator, latents.device, clean_prob)
         noise = torch.randn(latents.shape, generator=generator, device=latents.device)
         denoise_pass = self.denoise_pass if self._compiled_pass is None else self._compiled_pass
+        start = None  # the memory this sample starts from: zeros, or the previous chunk's
+        if batch.chunk is not None and self.carry is not None and int(batch.chunk[0]) > 0:
+            start = self.carry
         with self.autocast():
-            out, _, _, heads = denoise_pass(latents, batch.actions, levels, noise, generator)
+            out, _, _, heads, final = denoise_pass(latents, batch.actions, levels, noise,
+                                                   generator, start)
+        if batch.chunk is not None:  # truncated BPTT: the next chunk starts here, no gradient
+            self.carry = map_memory(final, lambda s: s.detach().float())
         diff_loss = self.diffusion.loss(out.prediction, latents, noise, levels)
         loss = diff_loss
         logs = {"loss/diffusion": diff_loss.detach()}

@@ -142,6 +142,10 @@ class WorldRun:
             advice=f"lower train.lr or check the data (last good checkpoint is in {self.run_dir})")
         if state is not None:
             self.dir.restore(state, self.trainer, {WORLD_GENERATOR: self.generator})
+            carry = self.dir.rank_state(state).get("carry")  # carry_chunks > 1: exact resume
+            if carry is not None:
+                self.objective.carry = [None if layer is None else
+                                        tuple(s.to(self.device) for s in layer) for layer in carry]
         self.dir.create()
         if self.dist.is_main and self._init_source is not None and not self.dir.resuming:
             atomic_write_text(self.run_dir / INIT_FROM_FILE, json.dumps(
@@ -205,7 +209,9 @@ class WorldRun:
                        vae_source=self._vae_source())
             atomic_write_text(self.run_dir / TRAIN_INFO_FILE, json.dumps(self.train_info()) + "\n")
 
-        self.dir.save(self.trainer, {WORLD_GENERATOR: self.generator}, write_world)
+        carry = self.objective.carry
+        self.dir.save(self.trainer, {WORLD_GENERATOR: self.generator}, write_world,
+                      rank_state=None if carry is None else {"carry": carry})
 
     def train_info(self) -> dict[str, Any]:
         """Where the EMA world stands: this run's step and CPU minutes, and the campaign's
@@ -260,7 +266,7 @@ class WorldRun:
                   "val_fraction": tc.val_fraction, "seed": tc.seed, "rank": self.dist.rank,
                   "world_size": self.dist.world_size, "start_step": self.trainer.step,
                   "val_batches": tc.val_batches, "frame_size": self.config.latent.frame_size,
-                  "num_actions": self.config.model.num_actions}
+                  "num_actions": self.config.model.num_actions, "chunks": tc.carry_chunks}
         if self.config.latent.kind != "vae":
             return make_dataloaders(self.data_dir, num_workers=tc.num_workers, **common)
         bar = tqdm(desc="encode latents", unit="episode", dynamic_ncols=True,

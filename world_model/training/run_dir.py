@@ -126,20 +126,35 @@ class RunDir:
 
     # -- checkpoints -------------------------------------------------------------------------------
     def save(self, trainer: Trainer, generators: Mapping[str, torch.Generator] | None = None,
-             write_model: Callable[[], None] | None = None) -> None:
+             write_model: Callable[[], None] | None = None,
+             rank_state: Mapping[str, Any] | None = None) -> None:
         """Write the checkpoint: ``write_model()`` (the model files, main process), then the train
-        state (the trainer's, every rank's RNG), atomically. Call it on every rank."""
+        state (the trainer's, every rank's RNG and ``rank_state``: tensors, lists, numbers),
+        atomically. Call it on every rank."""
         rngs = [capture_rng(self.device, generators)]
+        ranks = [_to_cpu(dict(rank_state or {}))]
         if self.dist.enabled:  # every rank's RNG, so each resumes its own stream
             gathered: list[Any] = [None] * self.dist.world_size
             torch.distributed.all_gather_object(gathered, _to_cpu(rngs[0]))
             rngs = gathered
+            gathered = [None] * self.dist.world_size
+            torch.distributed.all_gather_object(gathered, ranks[0])
+            ranks = gathered
         if not self.dist.is_main:
             return
         if write_model is not None:
             write_model()
         state = pack(self.kind, trainer.state_dict(), rngs)
+        if any(ranks):
+            state["rank_state"] = ranks
         atomic_write(self.state_file, lambda tmp: torch.save(state, tmp))
+
+    def rank_state(self, state: Mapping[str, Any]) -> dict[str, Any]:
+        """This rank's ``rank_state`` as :meth:`save` wrote it (empty when none was saved)."""
+        ranks = state.get("rank_state") or []
+        if not ranks:
+            return {}
+        return dict(ranks[self.dist.rank if self.dist.rank < len(ranks) else 0])
 
     def snapshot_dir(self, step: int) -> Path:
         """Where a copy of the model at ``step`` is kept: ``RUN/steps/NNNNNN/``."""
@@ -151,4 +166,6 @@ def _to_cpu(value: Any) -> Any:
         return value.cpu()
     if isinstance(value, dict):
         return {k: _to_cpu(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_cpu(v) for v in value)
     return value
