@@ -11,7 +11,7 @@ from world_model.data.dataset import EpisodeWindows
 from world_model.data.format import list_episodes
 from world_model.devices import native_bf16, resolve_precision
 from world_model.errors import DataError, UserError
-from world_model.latents import VAECodec, load_vae
+from world_model.latents import VAECodec, float_to_frames, frames_to_float, load_vae
 from world_model.training.latent_cache import (
     LatentEpisodes,
     LatentWindows,
@@ -65,6 +65,21 @@ def test_latent_cache_encodes_once_resumes_and_is_not_taken_for_episodes(
         expect = codec.encode(torch.from_numpy(frames)).numpy()
         assert z["latent"].dtype == np.float16 and z["latent"].shape == (41, 4, 16, 16)
         np.testing.assert_allclose(z["latent"], expect, atol=2e-2, rtol=1e-2)
+
+
+def test_the_codec_s_channels_last_path_gives_the_plain_vae_s_frames(small_vae):
+    codec = VAECodec(load_vae(small_vae))
+    plain = load_vae(small_vae).eval()  # contiguous (NCHW) weights and inputs
+    torch.manual_seed(0)
+    z = torch.randn(3, 4, 16, 16)
+    with torch.no_grad():
+        expect = float_to_frames(plain.decode(z / codec.scaling).sample)
+        frames = codec.decode(z)
+        assert frames.shape == (3, 64, 64, 3) and frames.is_contiguous()
+        assert (frames.int() - expect.int()).abs().max() <= 1
+        real = torch.randint(0, 256, (2, 64, 64, 3), dtype=torch.uint8)
+        mode = plain.encode(frames_to_float(real)).latent_dist.mode() * codec.scaling
+        torch.testing.assert_close(codec.encode(real), mode, atol=1e-4, rtol=1e-4)
 
 
 def test_latent_windows_draw_the_frame_loaders_windows(real_episodes_dir, small_vae, tmp_path):

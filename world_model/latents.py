@@ -51,7 +51,9 @@ class VAECodec(nn.Module):
 
     def __init__(self, vae) -> None:
         super().__init__()
-        self.vae = vae.eval().requires_grad_(False)
+        # channels-last convolutions: 1.5-1.7x faster decoding on CPU (docs/env.md); the same
+        # frames to float rounding (tests/test_latent_cache.py)
+        self.vae = vae.eval().requires_grad_(False).to(memory_format=torch.channels_last)
         self.channels = vae.config.latent_channels
         self.downsample = 2 ** (len(vae.config.block_out_channels) - 1)
         self.scaling = float(vae.config.scaling_factor)
@@ -64,14 +66,16 @@ class VAECodec(nn.Module):
     def encode(self, frames: Tensor) -> Tensor:
         lead = frames.shape[:-3]
         x = frames_to_float(frames.reshape(-1, *frames.shape[-3:]))
-        z = self.vae.encode(x).latent_dist.mode() * self.scaling
+        z = self.vae.encode(x.contiguous(memory_format=torch.channels_last)).latent_dist.mode()
+        z = z.contiguous() * self.scaling
         return z.reshape(*lead, *z.shape[1:])
 
     @torch.no_grad()
     def decode(self, latents: Tensor) -> Tensor:
         lead = latents.shape[:-3]
         z = latents.reshape(-1, *latents.shape[-3:]) / self.scaling
-        x = self.vae.decode(z.to(next(self.vae.parameters()).dtype)).sample
+        z = z.to(next(self.vae.parameters()).dtype).contiguous(memory_format=torch.channels_last)
+        x = self.vae.decode(z).sample
         return float_to_frames(x).reshape(*lead, *x.shape[-2:], 3)
 
 
