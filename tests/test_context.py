@@ -119,6 +119,22 @@ def test_independent_context_with_previous_frame_equals_the_engine():
     torch.testing.assert_close(cached, full.prediction[:, 5], rtol=0, atol=ATOL)
 
 
+def test_a_noised_inference_context_keeps_the_stacked_previous_frame_as_training_saw_it():
+    """Sampling with SamplerConfig.context_level > 0 noises the context frames (their keys/values);
+    the previous frame stacked into the tokens stays the clean one for a world trained with
+    'independent' context (training stacks the clean frame) and is the noised one for
+    'augmented' (training stacks the noised context stream's)."""
+    model = tiny_model("lstm", "frame", prev_frame="input")
+    z, x, k, a = sequence(3)
+    for context, noised in (("independent", False), ("augmented", True)):
+        diffusion = DiffusionConfig(prediction="x0", context=context)
+        engine = RolloutEngine(engine_for(model, diffusion).world,
+                               SamplerConfig(steps=3, context_level=50))
+        with torch.no_grad():
+            state = engine.start_latents(z[:, :4], a[:, :4], seeds=0)
+        assert torch.equal(state.prev, z[:, 3]) is not noised, context
+
+
 def test_residual_prediction_starts_as_a_copy_of_the_previous_frame():
     model = tiny_model("lstm", "frame", prev_frame="residual", randomize=False)
     engine = engine_for(model, DiffusionConfig(prediction="x0", context="clean"))

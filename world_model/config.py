@@ -350,9 +350,12 @@ class SamplerConfig:
     """Clip every predicted x0 to the codec's value range where it has one (pixels: [-1, 1]), as
     diffusers' ``clip_sample``; a sample never leaves the range of real frames."""
     context_level: int | None = None
-    """Noise level at which context frames are seen (the defence against drift of worlds trained
-    with ``diffusion.context='augmented'``); None: the world's ``diffusion.context_level`` for
-    such worlds, 0 (clean) for the others."""
+    """Noise level at which context frames are seen (their keys/values; a defence against
+    drift): worlds trained with ``diffusion.context='augmented'`` know the level from their
+    conditioning, worlds trained with 'independent' context (diffusion forcing) have seen context
+    frames at every level. The previous frame stacked into the tokens stays clean for the latter,
+    as in their training. None: the world's ``diffusion.context_level`` for 'augmented' worlds,
+    0 (clean) for the others."""
     kind: Literal["ddim", "heun"] = "ddim"
     """'ddim' (one network pass a step) or 'heun' (second order, two passes a step but the last;
     deterministic)."""

@@ -104,6 +104,7 @@ class RolloutEngine(MemoryBookkeeping):
         self.context_level = (world.config.diffusion.engine_context_level if level is None
                               else int(level))
         self.compiled = bool(compile)
+        self._prev_is_noised = world.config.diffusion.context == "augmented"
         #: Assemble every frame's context over the whole ring (empty slots masked): one shape for
         #: every frame, so a compiled frame pass has one graph (the same frames to float rounding).
         self.static_context = bool(compile)
@@ -321,8 +322,9 @@ class RolloutEngine(MemoryBookkeeping):
             seen = self.world.diffusion.add_noise(latent[:, None], levels[:, None], noise[:, None])[:, 0]
         with self._autocast():
             out, kv = self._forward_frame(seen.to(self.dtype), levels, actions, plan)
-        if state.prev is not None:
-            state.prev = seen.to(state.prev.dtype)
+        if state.prev is not None:  # the stacked previous frame as training saw it: the noised
+            # context stream's for 'augmented' context, the clean frame otherwise
+            state.prev = (seen if self._prev_is_noised else latent).to(state.prev.dtype)
         t = state.frame_index
         if self.model.has_memory:
             self._bookkeep_memory(state, latent, actions, t)
