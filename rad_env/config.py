@@ -47,6 +47,10 @@ class EnvConfig:
     eta: float | None = None
     """DDIM stochasticity (0: deterministic given the initial noise). Default: the world's
     ``sampler.json``, else 0."""
+    context_level: int | None = None
+    """Noise level at which the world sees its context frames (``SamplerConfig.context_level``,
+    a defence against drift). Default: the world's ``sampler.json`` (the shipped world: 25),
+    else 0 (clean) for worlds trained with 'independent' context."""
     dtype: Any = "auto"
     """Compute dtype of the network: ``"auto"`` (bfloat16 where the device computes it natively: a
     GPU, or a CPU with avx512_bf16 / AMX; float32 elsewhere, where bfloat16 is emulated and slower),
