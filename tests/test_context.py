@@ -125,7 +125,7 @@ def test_a_noised_inference_context_keeps_the_stacked_previous_frame_as_training
     'independent' context (training stacks the clean frame) and is the noised one for
     'augmented' (training stacks the noised context stream's)."""
     model = tiny_model("lstm", "frame", prev_frame="input")
-    z, x, k, a = sequence(3)
+    z, _x, _k, a = sequence(3)
     for context, noised in (("independent", False), ("augmented", True)):
         diffusion = DiffusionConfig(prediction="x0", context=context)
         engine = RolloutEngine(engine_for(model, diffusion).world,
