@@ -316,7 +316,7 @@ class RolloutEngine(MemoryBookkeeping):
         the ring write."""
         B = state.batch_size
         levels = torch.full((B,), self.context_level, dtype=torch.long, device=self.device)
-        seen = latent  # the frame as its context pass sees it: clean, or noised ('augmented')
+        seen = latent  # the frame as its context pass sees it: clean, or noised to context_level
         if self.context_level > 0:
             noise = randn_rows(state.generators, self.latent_shape, self.device)
             seen = self.world.diffusion.add_noise(latent[:, None], levels[:, None], noise[:, None])[:, 0]

@@ -31,6 +31,7 @@ from world_model.data.spec import read_data_spec
 from world_model.devices import resolve_device, resolve_precision
 from world_model.errors import UserError
 from world_model.io import atomic_write_text
+from world_model.network.memory import map_memory
 from world_model.training import distributed as D
 from world_model.training.logger import RunLogger
 from world_model.training.objective import Batch, WorldModelObjective
@@ -144,8 +145,7 @@ class WorldRun:
             self.dir.restore(state, self.trainer, {WORLD_GENERATOR: self.generator})
             carry = self.dir.rank_state(state).get("carry")  # carry_chunks > 1: exact resume
             if carry is not None:
-                self.objective.carry = [None if layer is None else
-                                        tuple(s.to(self.device) for s in layer) for layer in carry]
+                self.objective.carry = map_memory(carry, lambda s: s.to(self.device))
         self.dir.create()
         if self.dist.is_main and self._init_source is not None and not self.dir.resuming:
             atomic_write_text(self.run_dir / INIT_FROM_FILE, json.dumps(
