@@ -14,7 +14,7 @@ import dataclasses
 import difflib
 import os
 from dataclasses import dataclass, field
-from numbers import Integral
+from numbers import Integral, Real
 from typing import Any
 
 from world_model.errors import UserError
@@ -56,9 +56,12 @@ class EnvConfig:
     GPU, or a CPU with avx512_bf16 / AMX; float32 elsewhere, where bfloat16 is emulated and slower),
     ``"float32"``, ``"bfloat16"``, ``"float16"`` (run under autocast, state kept in float32)."""
     reward_mode: str | None = None
-    """``"round"``: 1.0 where the predicted reward is >= 0.5, else 0.0 (Memory Maze rewards are 0
-    or 1); ``"raw"``: the reward head's output. Default: the real env's (round for Memory Maze,
-    raw for the others)."""
+    """``"round"``: 1.0 where the predicted reward is >= ``reward_threshold``, else 0.0 (Memory
+    Maze rewards are 0 or 1); ``"raw"``: the reward head's output. Default: the real env's (round
+    for Memory Maze, raw for the others)."""
+    reward_threshold: float | None = None
+    """``"round"``: the reward head's output that counts as a reward event. Default: the world's
+    ``sampler.json`` (chosen by ``rad reward-check --save-threshold``), else 0.5."""
     max_steps: int | None = None
     """Episode length in steps after the reset, after which an episode is truncated. This env is
     the one place that decides it (the learned ids register no Gymnasium ``TimeLimit``). Default:
@@ -81,6 +84,9 @@ class EnvConfig:
             raise UserError("context='data' needs data_dir=DIR (a directory of episode files)")
         if self.reward_mode not in (None, *REWARD_MODES):
             raise UserError(f"reward_mode={self.reward_mode!r}: expected one of {REWARD_MODES}")
+        th = self.reward_threshold
+        if th is not None and (isinstance(th, bool) or not isinstance(th, Real) or not 0 < th < 1):
+            raise UserError(f"reward_threshold must be a number in (0, 1), got {th!r}")
         for name in ("max_steps", "context_len"):  # steps and eta: checked by the sampler
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, Integral)

@@ -34,7 +34,7 @@ from gymnasium.error import ResetNeeded
 from rad_env.config import EnvConfig
 from rad_env.contexts import stack_contexts
 from rad_env.reset_options import ContextChooser
-from world_model.checkpoint import load
+from world_model.checkpoint import load, load_reward_threshold
 from world_model.engine.rollout import StepInfo
 from world_model.engine.world_state import WorldState
 from world_model.errors import CheckpointError, UserError
@@ -144,6 +144,9 @@ class BatchedWorlds:
                             f"make it with gymnasium.make('rad_env:RAD-v0', checkpoint=...)")
         self.num_envs = int(num_envs)
         self.reward_mode = cfg.reward_mode or self.real_env.reward_mode
+        self.reward_threshold = (load_reward_threshold(self.run_dir) if cfg.reward_threshold is None
+                                 else float(cfg.reward_threshold))
+        """``"round"`` rewards: the head's output counted as a reward event (``sampler.json``)."""
         self.max_steps = int(cfg.max_steps or self.real_env.episode_steps or DEFAULT_MAX_STEPS)
         """Episode length: a row is truncated after this many steps since its reset (the one
         place truncation is decided)."""
@@ -236,7 +239,8 @@ class BatchedWorlds:
         raw = info.reward.cpu().numpy() if info.reward is not None else np.zeros(N, np.float32)
         prob = (info.termination_prob.cpu().numpy() if info.termination_prob is not None
                 else np.zeros(N, np.float32))
-        reward = (raw >= 0.5).astype(np.float32) if self.reward_mode == "round" else raw
+        reward = ((raw >= self.reward_threshold).astype(np.float32) if self.reward_mode == "round"
+                  else raw)
         self.episode_step += 1
         terminated, truncated = prob > 0.5, self.episode_step >= self.max_steps
         self.obs[:] = obs

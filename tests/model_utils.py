@@ -69,17 +69,21 @@ def tiny_engine(model: RADModel, diffusion: DiffusionConfig | None = None, steps
     return RolloutEngine(build_world(config, model), SamplerConfig(steps=steps, eta=eta))
 
 
-def save_tiny_world(run_dir: Path, episodes: Path, termination_bias: float = -20.0) -> Path:
+def save_tiny_world(run_dir: Path, episodes: Path, termination_bias: float = -20.0,
+                    reward_bias: float | None = None) -> Path:
     """The ``tiny`` preset with random weights (zero-initialised ones re-drawn), saved in
     ``run_dir`` with a bank of 6 real clips of :data:`CONTEXT` frames from ``episodes`` (2 with 16
     real follow-up frames). ``termination_bias`` sets the termination logit's bias: -20 never
-    ends an episode (like Memory Maze), +20 always."""
+    ends an episode (like Memory Maze), +20 always; ``reward_bias`` (None: the drawn one) shifts
+    the reward head's output."""
     config = resolve_config("tiny")
     torch.manual_seed(0)
     world = build_world(config)
     randomize_zeros(world.model)
     with torch.no_grad():
         world.model.head.bias[1] = termination_bias
+        if reward_bias is not None:
+            world.model.head.bias[0] = reward_bias
     save_world(run_dir, config, world.model)
     make_context_bank(episodes, run_dir / BANK_FILE, clips=6, context_len=CONTEXT, follow_len=16,
                       follow_clips=2, seed=0)

@@ -64,3 +64,74 @@ def test_lockstep_scores_imagined_against_real_frames_and_the_floor(tiny_world, 
     floor = np.repeat(real[2][None], 4, axis=0)
     np.testing.assert_allclose(result.floor_psnr[0], metrics.psnr(real[3:], floor), rtol=1e-6)
     np.testing.assert_allclose(result.psnr[0], metrics.psnr(real[3:], imagined), rtol=1e-6)
+
+
+def test_the_threshold_is_the_best_f1_and_scored_at_its_own_events():
+    from world_model.evaluation.reward_check import at_threshold, best_threshold, curve
+
+    real = np.zeros((2, 20), bool)
+    real[0, 5] = real[1, 12] = True
+    scores = np.full((2, 20), 0.1, np.float32)
+    scores[0, 5], scores[1, 12], scores[1, 3] = 0.7, 0.32, 0.5  # one false event at 0.5
+    rows = curve(scores, real, 0)
+    assert best_threshold(rows) == 0.15  # the lowest threshold that finds both, and only them
+    row = at_threshold(scores, real, 0, 0.35)
+    assert (row["precision"], row["recall"], row["predicted_events"]) == (0.5, 0.5, 2)
+    assert best_threshold(curve(np.zeros((1, 5)), np.zeros((1, 5), bool), 0)) is None
+
+
+def _relabelled_copy(src, dst, events):
+    """The real episodes with reward labels moved to ``events`` (frames and actions untouched):
+    random 40-step episodes touch no target, and the check needs events to choose a threshold."""
+    from world_model.data.format import list_episodes, read_episode, write_episode
+
+    dst.mkdir()
+    for k, path in enumerate(list_episodes(src)):
+        episode = read_episode(path)
+        episode["reward"] = np.zeros_like(episode["reward"])
+        episode["reward"][events[k % len(events)]] = 1.0
+        write_episode(dst / path.name, episode)
+    return dst
+
+
+def test_reward_check_chooses_the_threshold_elsewhere_and_the_env_uses_it(
+        make_tiny_world, real_episodes_dir, tmp_path):
+    import shutil
+
+    from rad_env.worlds import BatchedWorlds
+    from world_model.checkpoint import load_reward_threshold, load_sampler
+    from world_model.config import SamplerConfig
+    from world_model.errors import UserError
+
+    world = make_tiny_world(tmp_path / "world", reward_bias=0.45)  # outputs about the thresholds
+    data = _relabelled_copy(real_episodes_dir, tmp_path / "scored", [[8, 30], [17]])
+    select = _relabelled_copy(real_episodes_dir, tmp_path / "select", [[12], [25, 33]])
+    with pytest.raises(UserError, match="other episodes"):
+        RewardCheckConfig(data=str(data), select_data=str(data)).validate()
+    with pytest.raises(UserError, match="needs --select-data"):
+        RewardCheckConfig(data=str(data), save_threshold=True).validate()
+    from world_model.checkpoint import save_sampler
+    save_sampler(world, SamplerConfig(steps=1), {"why": "kept"})
+    cfg = RewardCheckConfig(data=str(data), select_data=str(select), checkpoint=str(world),
+                            out=str(tmp_path / "report"), context=5, horizon=10, batch=4,
+                            choose_by="teacher_forced", save_threshold=True)
+    report = run_reward_check(cfg)
+    chosen = report["chosen_threshold"]
+    assert chosen in [r["threshold"] for r in report["select"]["teacher_forced"]]
+    assert report["at_chosen"]["teacher_forced"]["real_events"] == 5  # 2 + 1 + 2 in the scored split
+    assert load_reward_threshold(world) == chosen
+    assert load_sampler(world) == SamplerConfig(steps=1).validate()  # the sampler is kept
+    # the env counts a reward event where the head's output reaches the saved threshold
+    worlds = BatchedWorlds(2, world)
+    assert worlds.reward_threshold == chosen
+    worlds.reset_rows([0, 1])
+    result = worlds.step(np.array([0, 1]))
+    np.testing.assert_array_equal(result.reward, (result.reward_raw >= chosen).astype(np.float32))
+    assert BatchedWorlds(1, world, reward_threshold=0.9).reward_threshold == 0.9
+    with pytest.raises(UserError, match="reward_threshold"):
+        BatchedWorlds(1, world, reward_threshold=1.5)
+    # a world without sampler.json counts events at 0.5
+    bare = tmp_path / "bare"
+    shutil.copytree(world, bare)
+    (bare / "sampler.json").unlink()
+    assert load_reward_threshold(bare) == 0.5

@@ -2,7 +2,9 @@
 for inference), ``vae/`` when latents come from a VAE, ``train_state.pt`` for resuming
 (plain tensors and numbers only, loadable with ``torch.load(weights_only=True)``) and, optionally,
 ``sampler.json``: the sampler the world was measured best with (its DDIM steps, eta and rho, and
-the figures behind the choice), which the env uses unless told otherwise.
+the figures behind the choice), which the env uses unless told otherwise, and the threshold on
+the reward head's output that counts as a reward event (``"reward"``: chosen by
+``rad reward-check --save-threshold``; 0.5 without one).
 
 Nothing here unpickles arbitrary objects.
 """
@@ -74,15 +76,66 @@ def load(run_dir: str | Path, device: str | torch.device = "cpu") -> World:
     return world.to(resolve_device(device))
 
 
+#: Reward-head output at or above which a step counts as a reward event, without ``sampler.json``.
+DEFAULT_REWARD_THRESHOLD = 0.5
+
+
+def _read_sampler_file(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not a valid sampler file ({exc})") from exc
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: not a valid sampler file (not a JSON object)")
+    return data
+
+
+def _update_sampler_file(run_dir: str | Path, **sections: Any) -> Path:
+    """Replace top-level ``sections`` of ``sampler.json``, keeping the others."""
+    path = Path(run_dir) / SAMPLER_FILE
+    data = _read_sampler_file(path) if path.is_file() else {}
+    data.update(sections)
+    return atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+
+
 def save_sampler(run_dir: str | Path, sampler: SamplerConfig,
                  measured: dict[str, Any] | None = None) -> Path:
-    """Write ``sampler.json``: ``sampler`` as the world's default, with the figures behind it."""
-    data = {"sampler": asdict(sampler), "measured": measured or {}}
-    return atomic_write_text(Path(run_dir) / SAMPLER_FILE, json.dumps(data, indent=2) + "\n")
+    """Write ``sampler.json``'s sampler: ``sampler`` as the world's default, with the figures
+    behind it (a reward threshold already in the file is kept)."""
+    return _update_sampler_file(run_dir, sampler=asdict(sampler), measured=measured or {})
+
+
+def save_reward_threshold(run_dir: str | Path, threshold: float,
+                          measured: dict[str, Any] | None = None) -> Path:
+    """Write the world's reward threshold into ``sampler.json`` (the sampler is kept)."""
+    if not 0.0 < float(threshold) < 1.0:
+        raise UserError(f"reward threshold {threshold!r}: expected a number in (0, 1)")
+    return _update_sampler_file(run_dir, reward={"threshold": float(threshold),
+                                                 "measured": measured or {}})
+
+
+def load_reward_threshold(run_dir: str | Path) -> float:
+    """The world's reward threshold from ``sampler.json``; :data:`DEFAULT_REWARD_THRESHOLD`
+    without one.
+
+    Raises:
+        CheckpointError: an unreadable file or a threshold outside (0, 1).
+    """
+    path = Path(run_dir) / SAMPLER_FILE
+    if not path.is_file():
+        return DEFAULT_REWARD_THRESHOLD
+    reward = _read_sampler_file(path).get("reward")
+    if reward is None:
+        return DEFAULT_REWARD_THRESHOLD
+    value = reward.get("threshold") if isinstance(reward, dict) else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value < 1.0:
+        raise CheckpointError(f"{path}: reward.threshold {value!r} is not a number in (0, 1)")
+    return float(value)
 
 
 def load_sampler(run_dir: str | Path) -> SamplerConfig | None:
-    """The world's recommended sampler from ``sampler.json``; None when the file is absent.
+    """The world's recommended sampler from ``sampler.json``; None when the file (or its
+    ``sampler`` section) is absent.
 
     Raises:
         CheckpointError: an unreadable file or unknown fields (named).
@@ -90,8 +143,11 @@ def load_sampler(run_dir: str | Path) -> SamplerConfig | None:
     path = Path(run_dir) / SAMPLER_FILE
     if not path.is_file():
         return None
+    data = _read_sampler_file(path)
+    if "sampler" not in data:  # a file holding only the reward threshold
+        return None
     try:
-        raw = json.loads(path.read_text())["sampler"]
+        raw = data["sampler"]
         known = {f.name for f in fields(SamplerConfig)}
         unknown = sorted(set(raw) - known)
         if unknown:

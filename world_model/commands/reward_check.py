@@ -2,10 +2,14 @@
 
 Example:
   rad reward-check --checkpoint runs/rad --data data/maze9-heldout --out reports/reward
+  rad reward-check --checkpoint runs/rad --data data/maze9-heldout \
+      --select-data data/maze9-select --save-threshold   # choose the env's threshold elsewhere
 
 Reads held-out real episodes twice: teacher-forced (every real frame fed to the world) and open
 loop (the world imagines ``horizon`` frames from ``context`` real ones under the recorded actions).
-Prints precision / recall / F1 per threshold and writes reward_check.json to --out; the method is
+Prints precision / recall / F1 per threshold and writes reward_check.json to --out; with
+--select-data, the threshold chosen on those other episodes and the scores at it (written into the
+world's sampler.json with --save-threshold). The method is
 in world_model/evaluation/reward_check.py and docs/agents.md.
 """
 
@@ -33,5 +37,16 @@ def main(args: argparse.Namespace) -> int:
     for tf, ol in zip(report["teacher_forced"], report["open_loop"]):
         print(f"  {tf['threshold']:.2f}    | {tf['precision']:.2f} / {tf['recall']:.2f} / "
               f"{tf['f1']:.2f}         | {ol['precision']:.2f} / {ol['recall']:.2f} / {ol['f1']:.2f}")
-    print(f"best teacher-forced threshold: {report['best_threshold']}; report: {cfg.out}")
+    print(f"best teacher-forced threshold on these episodes: {report['best_threshold']}")
+    if "chosen_threshold" in report:
+        sel = report["select"]
+        print(f"threshold chosen on {cfg.select_data} ({sel['episodes']} episodes, best "
+              f"{cfg.choose_by} F1): {report['chosen_threshold']:.2f}; scored here:")
+        for name, row in report["at_chosen"].items():
+            print(f"  {name}: precision {row['precision']:.2f} recall {row['recall']:.2f} "
+                  f"F1 {row['f1']:.2f} ({row['predicted_events']} predicted, "
+                  f"{row['real_events']} real events)")
+        if cfg.save_threshold:
+            print("written into the world's sampler.json")
+    print(f"report: {cfg.out}/reward_check.json")
     return 0

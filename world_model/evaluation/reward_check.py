@@ -11,10 +11,15 @@ Two readings of the same episodes (files in the project's episode format, e.g. f
   found when a real event lies within ``tolerance`` steps of it (imagined time may drift).
 
 A real event is a step with reward > 0 (Memory Maze: +1 on touching the target). For every
-threshold on the head's output the report gives precision, recall and F1; the threshold with the
-best teacher-forced F1 is the one to give ``RAD-MemoryMaze-v0`` (``reward_threshold``).
+threshold on the head's output the report gives precision, recall and F1 of both readings. The
+threshold a world's users get (``RAD-MemoryMaze-v0``'s ``reward_threshold``) is chosen on a
+SEPARATE split of episodes (``select_data``): the one with the best F1 of the ``choose_by``
+reading there (default open loop: in the env the head reads the world's own frames). The scored
+episodes then give precision and recall at that threshold; ``save_threshold`` writes it into the
+world's ``sampler.json``.
 
-    rad reward-check --checkpoint runs/rad --data data/maze9-heldout --out reports/reward
+    rad reward-check --checkpoint runs/rad --data data/maze9-heldout --select-data data/maze9-select \
+        --out reports/reward --save-threshold
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from world_model.errors import UserError
 logger = logging.getLogger(__name__)
 
 THRESHOLDS = tuple(round(x, 2) for x in np.arange(0.05, 1.0, 0.05))
+READINGS = ("teacher_forced", "open_loop")
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,26 @@ class RewardCheckConfig:
     """Open-loop segments imagined together."""
     seed: int = 0
     """Seeds the world's noise."""
+    select_data: str | None = None
+    """Directory of OTHER held-out episodes on which the threshold is chosen (None: none chosen,
+    only the curves of --data are reported)."""
+    choose_by: str = "open_loop"
+    """Reading whose F1 on --select-data chooses the threshold: ``open_loop`` or ``teacher_forced``."""
+    save_threshold: bool = False
+    """Write the chosen threshold into the world's sampler.json (needs --select-data)."""
+
+    def validate(self) -> RewardCheckConfig:
+        if self.choose_by not in READINGS:
+            raise UserError(f"choose_by={self.choose_by!r}: expected one of {READINGS}")
+        if self.save_threshold and self.select_data is None:
+            raise UserError("--save-threshold needs --select-data: the threshold is chosen on "
+                            "episodes other than the ones scored")
+        if self.select_data is not None and Path(self.select_data).resolve() == Path(self.data).resolve():
+            raise UserError(f"--select-data {self.select_data} is --data: choose the threshold on "
+                            f"other episodes than the ones scored")
+        if min(self.max_episodes, self.context, self.horizon, self.batch) < 1 or self.tolerance < 0:
+            raise UserError(f"reward check: counts must be >= 1 (tolerance >= 0): {self}")
+        return self
 
 
 def precision_recall(pred: np.ndarray, real: np.ndarray, tolerance: int = 0
@@ -84,32 +110,26 @@ def precision_recall(pred: np.ndarray, real: np.ndarray, tolerance: int = 0
 
 
 def curve(scores: np.ndarray, real: np.ndarray, tolerance: int) -> list[dict[str, float]]:
-    rows = []
-    for th in THRESHOLDS:
-        p, r, n_pred, n_real = precision_recall(scores >= th, real, tolerance)
-        f1 = 2 * p * r / (p + r) if np.isfinite(p) and np.isfinite(r) and p + r > 0 else float("nan")
-        rows.append({"threshold": th, "precision": p, "recall": r, "f1": f1,
-                     "predicted_events": n_pred, "real_events": n_real})
-    return rows
+    """One :func:`at_threshold` row per threshold of :data:`THRESHOLDS`."""
+    return [at_threshold(scores, real, tolerance, th) for th in THRESHOLDS]
 
 
-def run_reward_check(cfg: RewardCheckConfig) -> dict:
+def read_episodes(engine, cfg: RewardCheckConfig, data: str) -> dict:
+    """Both readings of ``data``'s first ``max_episodes`` episodes: their curves (one row per
+    threshold) and the head's scores with the real events, for scoring another threshold."""
     import torch
 
     from world_model.data.format import action_indices, list_episodes, read_episode
-    from world_model.io import atomic_write_text
-    from world_model.loading import load_engine, resolve_checkpoint
 
-    engine = load_engine(resolve_checkpoint(cfg.checkpoint), steps=cfg.sampling_steps)
-    world = engine.world
-    if not world.config.model.reward_head:
-        raise UserError("this world has no reward head (model.reward_head=false)")
-    paths = list_episodes(cfg.data)[:cfg.max_episodes]
+    paths = list_episodes(data)[:cfg.max_episodes]
     if not paths:
-        raise UserError(f"{cfg.data}: no episode files")
+        raise UserError(f"{data}: no episode files")
     episodes = [read_episode(p, ("image", "action", "reward")) for p in paths]
-    # teacher-forced: all episodes side by side (same length assumed, trimmed to the shortest)
+    # teacher-forced: all episodes side by side (trimmed to the shortest)
     T = min(len(e["image"]) for e in episodes)
+    if T < cfg.context + cfg.horizon:
+        raise UserError(f"{data}: episodes of {T} frames, shorter than context + horizon "
+                        f"({cfg.context} + {cfg.horizon})")
     frames = np.stack([e["image"][:T] for e in episodes])
     actions = np.stack([action_indices(e["action"])[:T] for e in episodes])
     real = np.stack([e["reward"][:T] for e in episodes]) > 0
@@ -117,7 +137,7 @@ def run_reward_check(cfg: RewardCheckConfig) -> dict:
     forced = np.zeros((len(episodes), T), np.float32)
     for t in range(T):
         info = engine.observe(state, torch.from_numpy(frames[:, t]), torch.from_numpy(actions[:, t]))
-        forced[:, t] = info.reward.cpu().numpy()
+        forced[:, t] = info.reward.float().cpu().numpy()
     # open loop: segments [s, s + context + horizon) tiling every episode
     L = cfg.context + cfg.horizon
     segs = [(i, s) for i in range(len(episodes)) for s in range(0, T - L + 1, L)]
@@ -131,18 +151,62 @@ def run_reward_check(cfg: RewardCheckConfig) -> dict:
                           seeds=[cfg.seed + b + k for k in range(len(part))])
         for h in range(cfg.horizon):
             info = engine.step_latents(st, torch.from_numpy(act[:, cfg.context + h]))
-            open_scores[b:b + len(part), h] = info.reward.cpu().numpy()
+            open_scores[b:b + len(part), h] = info.reward.float().cpu().numpy()
         for k, (i, s) in enumerate(part):
             open_real[b + k] = real[i, s + cfg.context:s + L]
-    report = {
-        "config": dataclasses.asdict(cfg),
-        "episodes": len(episodes), "frames": int(T),
-        "teacher_forced": curve(forced[:, 1:], real[:, 1:], 0),  # frame 0 has no step into it
-        "open_loop": curve(open_scores, open_real, cfg.tolerance),
-        "open_loop_segments": len(segs),
+    readings = {  # frame 0 of an episode has no step into it
+        "teacher_forced": (forced[:, 1:], real[:, 1:], 0),
+        "open_loop": (open_scores, open_real, cfg.tolerance),
     }
-    best = max((r for r in report["teacher_forced"] if np.isfinite(r["f1"])),
-               key=lambda r: r["f1"], default=None)
-    report["best_threshold"] = None if best is None else best["threshold"]
+    return {"episodes": len(episodes), "frames": int(T), "open_loop_segments": len(segs),
+            "files": [p.name for p in paths], "readings": readings,
+            **{name: curve(*args) for name, args in readings.items()}}
+
+
+def best_threshold(rows: list[dict[str, float]]) -> float | None:
+    """The threshold with the best finite F1 (the lowest among ties); None if none is finite."""
+    best = max((r for r in rows if np.isfinite(r["f1"])), key=lambda r: r["f1"], default=None)
+    return None if best is None else best["threshold"]
+
+
+def at_threshold(scores: np.ndarray, real: np.ndarray, tolerance: int, threshold: float) -> dict:
+    """Precision, recall and F1 of the events ``scores >= threshold`` against ``real``."""
+    p, r, n_pred, n_real = precision_recall(scores >= threshold, real, tolerance)
+    f1 = 2 * p * r / (p + r) if np.isfinite(p) and np.isfinite(r) and p + r > 0 else float("nan")
+    return {"threshold": threshold, "precision": p, "recall": r, "f1": f1,
+            "predicted_events": n_pred, "real_events": n_real}
+
+
+def run_reward_check(cfg: RewardCheckConfig) -> dict:
+    from world_model.checkpoint import save_reward_threshold
+    from world_model.io import atomic_write_text
+    from world_model.loading import load_engine, resolve_checkpoint
+
+    cfg = cfg.validate()
+    run_dir = resolve_checkpoint(cfg.checkpoint)
+    engine = load_engine(run_dir, steps=cfg.sampling_steps)
+    if not engine.world.config.model.reward_head:
+        raise UserError("this world has no reward head (model.reward_head=false)")
+    scored = read_episodes(engine, cfg, cfg.data)
+    readings = scored.pop("readings")
+    report = {"config": dataclasses.asdict(cfg), **scored,
+              "best_threshold": best_threshold(scored["teacher_forced"])}
+    if cfg.select_data is not None:
+        select = read_episodes(engine, cfg, cfg.select_data)
+        select.pop("readings")
+        chosen = best_threshold(select[cfg.choose_by])
+        if chosen is None:
+            raise UserError(f"{cfg.select_data}: no threshold gives a finite {cfg.choose_by} F1 "
+                            f"(no real or no predicted reward events there)")
+        report["select"] = select
+        report["chosen_threshold"] = chosen
+        report["at_chosen"] = {name: at_threshold(*args, chosen) for name, args in readings.items()}
+        if cfg.save_threshold:
+            save_reward_threshold(run_dir, chosen, {
+                "chosen_by": f"best {cfg.choose_by} F1 on {cfg.select_data} "
+                             f"({select['episodes']} episodes)",
+                "scored_on": f"{cfg.data} ({scored['episodes']} episodes)",
+                **{f"{name}_at_chosen": row for name, row in report["at_chosen"].items()}})
+            logger.info("reward threshold %.2f written into %s/sampler.json", chosen, run_dir)
     atomic_write_text(Path(cfg.out) / "reward_check.json", json.dumps(report, indent=1) + "\n")
     return report
