@@ -5,6 +5,7 @@ observations, same ``Discrete(6)`` actions, same 1000-step episodes.
 
     python -m agents.evaluate --model runs/ppo/model.zip --episodes 3
     python -m agents.evaluate --random --episodes 3 --max-steps 200
+    python -m agents.evaluate --scripted --episodes 3   # the data collector's exploration policy
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ from world_model.errors import RadError
 
 logger = logging.getLogger(__name__)
 
-#: A policy: observation ``(64, 64, 3) uint8`` -> action index.
-Policy = Callable[[np.ndarray], int]
+#: A policy: observation ``(64, 64, 3) uint8`` (a dict with the global observables too, for
+#: ``extra_obs`` envs) -> action index. One with a ``reset()`` method has it called before each
+#: episode.
+Policy = Callable[[Any], int]
 
 
 @dataclass(frozen=True)
@@ -59,10 +62,33 @@ def random_policy(num_actions: int = 6, seed: int = 0) -> Policy:
     return lambda obs: int(rng.integers(num_actions))
 
 
+class ScriptedPolicy:
+    """The data collector's scripted exploration (:class:`world_model.sim.policies.ExplorationPolicy`:
+    shortest paths to random free cells, 25% random actions): it reads the maze's global
+    observables, so it runs in ``MemoryMaze-*-ExtraObs-v0`` (``evaluate_in_real(extra_obs=True)``).
+    The reference an agent that only sees pixels has to beat: it wanders, it does not seek targets."""
+
+    needs_extra_obs = True
+
+    def __init__(self, seed: int = 0, noise: float = 0.25, num_actions: int = 6) -> None:
+        from world_model.sim.policies import ExplorationConfig, ExplorationPolicy
+
+        self.policy = ExplorationPolicy(np.random.default_rng(seed),
+                                        ExplorationConfig(noise=noise, num_actions=num_actions))
+
+    def reset(self) -> None:
+        self.policy.reset()
+
+    def __call__(self, obs: Any) -> int:
+        return self.policy.act(obs)
+
+
 def evaluate(policy: Policy, env: Any, episodes: int = 3, seed: int = 0) -> EvalResult:
     """Run ``episodes`` episodes of ``env`` (episode ``k`` reset with ``seed + k``)."""
     returns, lengths = [], []
     for k in range(episodes):
+        if hasattr(policy, "reset"):
+            policy.reset()
         obs, _ = env.reset(seed=seed + k)
         total, steps, done = 0.0, 0, False
         while not done:
@@ -77,12 +103,18 @@ def evaluate(policy: Policy, env: Any, episodes: int = 3, seed: int = 0) -> Eval
 
 
 def evaluate_in_real(policy: Policy, episodes: int = 3, seed: int = 0,
-                     max_steps: int | None = None, size: str = "9x9") -> EvalResult:
-    """Score ``policy`` in the real Memory Maze ``size`` (``max_steps`` shortens episodes)."""
+                     max_steps: int | None = None, size: str = "9x9",
+                     extra_obs: bool | None = None) -> EvalResult:
+    """Score ``policy`` in the real Memory Maze ``size`` (``max_steps`` shortens episodes) on the
+    mazes of seeds ``seed, seed + 1, ...``; ``extra_obs``: observations with the global
+    observables (default: what the policy says it needs, ``needs_extra_obs``)."""
     import gymnasium
 
+    if extra_obs is None:
+        extra_obs = bool(getattr(policy, "needs_extra_obs", False))
     kwargs = {} if max_steps is None else {"max_steps": max_steps}
-    env = gymnasium.make(f"rad_env:MemoryMaze-{size}-v0", **kwargs)
+    suffix = "-ExtraObs" if extra_obs else ""
+    env = gymnasium.make(f"rad_env:MemoryMaze-{size}{suffix}-v0", **kwargs)
     try:
         return evaluate(policy, env, episodes, seed)
     finally:
@@ -95,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     who = parser.add_mutually_exclusive_group(required=True)
     who.add_argument("--model", help="a stable-baselines3 PPO model.zip")
     who.add_argument("--random", action="store_true", help="uniformly random actions")
+    who.add_argument("--scripted", action="store_true",
+                     help="the data collector's scripted exploration (reads the global observables)")
     parser.add_argument("--episodes", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-steps", type=int, help="shorter real episodes (default: 1000)")
@@ -105,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
         from stable_baselines3 import PPO
 
         policy = policy_from_model(PPO.load(args.model, device="cpu"))
+    elif args.scripted:
+        policy = ScriptedPolicy(seed=args.seed)
     else:
         policy = random_policy(seed=args.seed)
     try:

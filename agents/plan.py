@@ -7,6 +7,10 @@ in what really happened. Reports each episode's real return and the planning tim
 
     python -m agents.plan --checkpoint runs/rad --episodes 2 --max-steps 200 --method cem
     python -m agents.plan --episodes 1 --max-steps 40 --candidates 8 --horizon 4   # shipped world
+    python -m agents.plan --episodes 8 --out reports/mpc   # resumable, with random and scripted
+
+With ``--out`` (:mod:`agents.mpc_report`) every episode is saved as it ends and a uniformly random
+policy and the data collector's scripted exploration are scored on the same mazes.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import dataclasses
 import logging
 import statistics
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,7 +49,14 @@ class MPCConfig:
     sampling_steps: int | None = None
     """Sampler steps per frame (None: the world's sampler.json, else 10)."""
     seed: int = 0
-    """Seeds the real env (episode e: seed + e), the world's noise and the planner."""
+    """Seeds episode e's real maze (seed + e), the world's noise and the planner (both reseeded
+    with seed + e at each episode, so that an episode does not depend on the ones before it)."""
+    out: str | None = None
+    """Directory for ``mpc.json`` and ``table.md``, rewritten after every episode; the same
+    command again skips the episodes already there (resume)."""
+    baselines: bool = True
+    """With --out: score a uniformly random policy and the data collector's scripted exploration
+    on the same mazes, beside the planner."""
 
 
 @dataclass
@@ -55,8 +67,11 @@ class EpisodeResult:
     predicted_returns: list[float]
 
 
-def run_mpc(mpc: MPCConfig, planner_cfg: PlannerConfig, progress: bool = True) -> list[EpisodeResult]:
-    """Run ``mpc.episodes`` real episodes under model-predictive control; see the module."""
+def run_mpc(mpc: MPCConfig, planner_cfg: PlannerConfig, progress: bool = True,
+            skip: Sequence[int] = (),
+            on_episode: Callable[[int, EpisodeResult], None] | None = None) -> list[EpisodeResult]:
+    """Run ``mpc.episodes`` real episodes under model-predictive control (see the module), but
+    for the episode indices in ``skip``; ``on_episode(e, result)`` after each one."""
     import gymnasium
     import torch
     from tqdm.auto import tqdm
@@ -78,6 +93,9 @@ def run_mpc(mpc: MPCConfig, planner_cfg: PlannerConfig, progress: bool = True) -
     results = []
     try:
         for e in range(mpc.episodes):
+            if e in skip:
+                continue
+            planner.generator.manual_seed(mpc.seed + e)
             obs, _ = env.reset(seed=mpc.seed + e)
             state = engine.start(torch.from_numpy(np.asarray(obs)[None, None].copy()),
                                  torch.zeros(1, 1, dtype=torch.long), seeds=[mpc.seed + e])
@@ -106,6 +124,8 @@ def run_mpc(mpc: MPCConfig, planner_cfg: PlannerConfig, progress: bool = True) -
                     break
             bar.close()
             results.append(EpisodeResult(total, t + 1, times, predicted))
+            if on_episode is not None:
+                on_episode(e, results[-1])
             logger.info("episode %d: real return %.1f in %d steps, %.2f s per plan (median)",
                         e, total, t + 1, statistics.median(times))
     finally:
@@ -128,6 +148,12 @@ def main(argv: list[str] | None = None) -> int:
     mpc = from_args(MPCConfig, args)
     planner = from_args(PlannerConfig, args, skip=("seed",))
     try:
+        if mpc.out is not None:
+            from agents.mpc_report import run_report
+
+            print(run_report(mpc, planner.validate(), " ".join(["python -m agents.plan", *(
+                argv if argv is not None else sys.argv[1:])])))
+            return 0
         results = run_mpc(mpc, planner.validate())
     except RadError as exc:  # errors meant for the user: no traceback
         print(f"agents.plan: error: {exc}", file=sys.stderr)

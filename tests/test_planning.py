@@ -3,6 +3,7 @@ imagined in one batched engine call per step, and the world state it starts from
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import pytest
@@ -103,3 +104,29 @@ def test_bad_planner_settings_are_refused_by_name():
         PlannerConfig(candidates=2, elites=3).validate()
     with pytest.raises(UserError, match="one world"):
         Planner(FakeEngine(GOOD), 6).plan(FakeState(torch.zeros(2, dtype=torch.long)))
+
+
+def test_mpc_report_plays_the_real_maze_beside_the_baselines_and_resumes(tiny_world, tmp_path):
+    import json
+
+    from agents.mpc_report import RESULTS, TABLE, run_report
+    from agents.plan import MPCConfig
+
+    planner = PlannerConfig(method="cem", horizon=2, candidates=3, iterations=1, elites=1)
+    mpc = MPCConfig(checkpoint=str(tiny_world), episodes=1, max_steps=4, replan_every=2,
+                    sampling_steps=1, seed=7, out=str(tmp_path))
+    run_report(mpc, planner, "cmd", progress=False)
+    first = json.loads((tmp_path / RESULTS).read_text())
+    assert list(first["mpc"]) == ["0"] and first["mpc"]["0"]["maze_seed"] == 7
+    assert first["mpc"]["0"]["steps"] == 4 and len(first["mpc"]["0"]["plan_seconds"]) == 2
+    assert {k: len(v) for k, v in first["baselines"].items()} == {"random": 1, "scripted": 1}
+    # one more episode: the first is kept as it was, not played again
+    table = run_report(dataclasses.replace(mpc, episodes=2), planner, "cmd", progress=False)
+    second = json.loads((tmp_path / RESULTS).read_text())
+    assert second["mpc"]["0"] == first["mpc"]["0"] and second["mpc"]["1"]["maze_seed"] == 8
+    assert {k: len(v) for k, v in second["baselines"].items()} == {"random": 2, "scripted": 2}
+    assert second["baselines"]["random"][0] == first["baselines"]["random"][0]  # same maze
+    assert "| MPC in the world (cem, H=2, N=3" in table and "| 2 |" in table
+    assert (tmp_path / TABLE).read_text().startswith("```bash\ncmd\n```")
+    with pytest.raises(UserError, match="other settings"):
+        run_report(dataclasses.replace(mpc, replan_every=1), planner, "cmd", progress=False)
