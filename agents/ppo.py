@@ -49,6 +49,12 @@ CONFIG_FILE = "ppo_config.json"
 #: Steps, wall time and steps/s of the training run (written before the config, which marks a
 #: finished run).
 STATS_FILE = "train_stats.json"
+#: A run in progress: the model (optimizer included) after its last update, and its steps, wall
+#: time and config; the same command resumes from them.
+PARTIAL_MODEL = "partial.zip"
+PARTIAL_STATE = "partial.json"
+#: PPOConfig fields that do not change what a run trains (a resumed or finished run may differ).
+_NOT_SETTINGS = ("checkpoint_every",)
 
 
 @dataclass(frozen=True)
@@ -89,6 +95,9 @@ class PPOConfig:
     """Seeds the envs (row i: seed + i) and PPO."""
     out: str = "runs/ppo-imagination"
     """Directory for model.zip, ppo_config.json and train_stats.json."""
+    checkpoint_every: int = 16384
+    """Env steps between saves of the run in progress (partial.zip, between two rollouts); the
+    same command resumes a run that was cut off from its last save."""
 
     def validate(self) -> PPOConfig:
         from world_model.errors import UserError
@@ -98,7 +107,8 @@ class PPOConfig:
         if self.env not in ENVS:
             raise UserError(f"PPOConfig: env={self.env!r}: expected one of {list(ENVS)}")
         if min(self.num_envs, self.total_timesteps, self.n_steps, self.batch_size,
-               self.sampling_steps or 1, self.episode_steps, self.n_epochs) < 1:
+               self.sampling_steps or 1, self.episode_steps, self.n_epochs,
+               self.checkpoint_every) < 1:
             raise UserError(f"PPOConfig: counts must be >= 1: {self}")
         if self.batch_size > self.n_steps * self.num_envs:
             raise UserError(f"batch_size={self.batch_size} exceeds the rollout buffer "
@@ -106,23 +116,24 @@ class PPOConfig:
         return self
 
 
-def make_imagined_vec_env(cfg: PPOConfig) -> Any:
-    """``VecMonitor(RADVecEnv(...))``: the batched learned world with episode statistics."""
+def make_imagined_vec_env(cfg: PPOConfig, seed: int | None = None) -> Any:
+    """``VecMonitor(RADVecEnv(...))``: the batched learned world with episode statistics, rows
+    seeded from ``seed`` (default ``cfg.seed``)."""
     from stable_baselines3.common.vec_env import VecMonitor
 
     from rad_env.vector import RADVecEnv
 
     env = RADVecEnv(cfg.num_envs, cfg.checkpoint, steps=cfg.sampling_steps,
                     max_steps=cfg.episode_steps, device=cfg.world_device)
-    env.seed(cfg.seed)
+    env.seed(cfg.seed if seed is None else seed)
     return VecMonitor(env)
 
 
-def make_real_vec_env(cfg: PPOConfig) -> Any:
+def make_real_vec_env(cfg: PPOConfig, seed: int | None = None) -> Any:
     """``VecMonitor(DummyVecEnv)`` of ``num_envs`` real Memory Maze 9x9 simulators, episodes of
     ``episode_steps``, with the vectorised target-contact check (same frames and rewards, ~3x
-    faster; :mod:`world_model.sim.fast_maze`). Row ``i`` is seeded with ``seed + i`` on the first
-    reset (by the algorithm's ``seed``), later mazes follow from it."""
+    faster; :mod:`world_model.sim.fast_maze`). Row ``i`` is seeded with ``seed + i`` (default
+    ``cfg.seed + i``) on the first reset, later mazes follow from it."""
     from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
 
     from world_model.sim.fast_maze import patch_target_contacts
@@ -131,13 +142,14 @@ def make_real_vec_env(cfg: PPOConfig) -> Any:
     patch_target_contacts()
     env = DummyVecEnv([lambda: MemoryMazeEnv(REAL_SIZE, max_steps=cfg.episode_steps)
                        for _ in range(cfg.num_envs)])
-    env.seed(cfg.seed)
+    env.seed(cfg.seed if seed is None else seed)
     return VecMonitor(env)
 
 
-def make_vec_env(cfg: PPOConfig) -> Any:
+def make_vec_env(cfg: PPOConfig, seed: int | None = None) -> Any:
     """The training env of ``cfg.env``: the learned world or the real maze."""
-    return make_imagined_vec_env(cfg) if cfg.env == "imagination" else make_real_vec_env(cfg)
+    make = make_imagined_vec_env if cfg.env == "imagination" else make_real_vec_env
+    return make(cfg, seed)
 
 
 def algo_class(algo: str) -> Any:
@@ -175,7 +187,58 @@ def finished_run(cfg: PPOConfig) -> bool:
         saved = json.loads((out / CONFIG_FILE).read_text())
     except (OSError, ValueError):
         return False
-    return (out / MODEL_FILE).is_file() and saved == dataclasses.asdict(cfg)
+    return (out / MODEL_FILE).is_file() and _settings(saved) == _settings(dataclasses.asdict(cfg))
+
+
+def _settings(cfg: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in cfg.items() if k not in _NOT_SETTINGS}
+
+
+def partial_run(cfg: PPOConfig) -> dict[str, Any] | None:
+    """``partial.json`` of a run of ``cfg`` cut off in ``cfg.out`` (steps, wall_s, config), if
+    its model is there too; None otherwise (a partial run of other settings is ignored)."""
+    out = Path(cfg.out)
+    try:
+        state = json.loads((out / PARTIAL_STATE).read_text())
+    except (OSError, ValueError):
+        return None
+    if not (out / PARTIAL_MODEL).is_file():
+        return None
+    if _settings(state.get("config", {})) != _settings(dataclasses.asdict(cfg)):
+        logger.warning("%s holds a partial run of other settings: starting afresh", out)
+        return None
+    return state
+
+
+def _checkpointer(cfg: PPOConfig, wall_before: float, start: float) -> Any:
+    """A stable-baselines3 callback that saves the run in progress between two rollouts (after
+    an update, before the next collection) every ``cfg.checkpoint_every`` env steps."""
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class Checkpointer(BaseCallback):
+        def _on_training_start(self) -> None:
+            self.last = self.num_timesteps
+
+        def _on_rollout_start(self) -> None:
+            if self.num_timesteps - self.last >= cfg.checkpoint_every:
+                save_partial(cfg, self.model, wall_before + time.perf_counter() - start)
+                self.last = self.num_timesteps
+
+        def _on_step(self) -> bool:
+            return True
+
+    return Checkpointer()
+
+
+def save_partial(cfg: PPOConfig, model: Any, wall_s: float) -> None:
+    """Write the run in progress (model first, then its state, each atomically)."""
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / PARTIAL_MODEL, lambda tmp: _save_model(model, tmp))
+    state = {"steps": int(model.num_timesteps), "wall_s": wall_s, "config": dataclasses.asdict(cfg)}
+    atomic_write_text(out / PARTIAL_STATE, json.dumps(state, indent=2) + "\n")
+    logger.info("%s: %d of %d steps saved (%s)", out, model.num_timesteps, cfg.total_timesteps,
+                PARTIAL_MODEL)
 
 
 def read_train_stats(out: str | os.PathLike) -> dict[str, Any]:
@@ -189,21 +252,38 @@ def read_train_stats(out: str | os.PathLike) -> dict[str, Any]:
 def train_ppo(cfg: PPOConfig, callback: Any = None) -> Any:
     """Train ``cfg.algo`` on ``cfg.env``; saves ``out/model.zip``, ``out/train_stats.json`` and
     (last, as the mark of a finished run) ``out/ppo_config.json``, each written to a temporary
-    file and renamed.
+    file and renamed. Every ``checkpoint_every`` steps the run in progress is saved
+    (``partial.zip``, ``partial.json``); a run of the same settings found there is resumed from
+    it (its optimizer state included; the episodes under way when it was cut off are restarted,
+    and the envs and sampling are reseeded with ``seed + steps done``, so a resumed run is not
+    bit-identical to an uninterrupted one).
 
     Returns:
         The trained ``stable_baselines3.PPO`` or ``sb3_contrib.RecurrentPPO``.
     """
+    from stable_baselines3.common.callbacks import CallbackList
+
     cfg.validate()
     cls = algo_class(cfg.algo)
-    env = make_vec_env(cfg)
+    partial = partial_run(cfg)
+    done, wall_before = (0, 0.0) if partial is None else (int(partial["steps"]), partial["wall_s"])
+    # a resumed run draws new episodes: its envs and sampling are seeded from the steps done
+    env = make_vec_env(cfg, seed=cfg.seed + done)
     try:
-        model = cls(ALGOS[cfg.algo], env, n_steps=cfg.n_steps, batch_size=cfg.batch_size,
-                    n_epochs=cfg.n_epochs, learning_rate=cfg.learning_rate, gamma=cfg.gamma,
-                    ent_coef=cfg.ent_coef, seed=cfg.seed, device=cfg.policy_device, verbose=0)
+        if partial is None:
+            model = cls(ALGOS[cfg.algo], env, n_steps=cfg.n_steps, batch_size=cfg.batch_size,
+                        n_epochs=cfg.n_epochs, learning_rate=cfg.learning_rate, gamma=cfg.gamma,
+                        ent_coef=cfg.ent_coef, seed=cfg.seed, device=cfg.policy_device, verbose=0)
+        else:
+            model = cls.load(str(Path(cfg.out) / PARTIAL_MODEL), env=env, device=cfg.policy_device)
+            model.set_random_seed(cfg.seed + done)
+            logger.info("%s: resuming at step %d of %d", cfg.out, model.num_timesteps,
+                        cfg.total_timesteps)
         start = time.perf_counter()
-        model.learn(total_timesteps=cfg.total_timesteps, callback=callback)
-        elapsed = time.perf_counter() - start
+        callbacks = [_checkpointer(cfg, wall_before, start)] + ([callback] if callback else [])
+        model.learn(total_timesteps=max(cfg.total_timesteps - model.num_timesteps, 0),
+                    callback=CallbackList(callbacks), reset_num_timesteps=partial is None)
+        elapsed = wall_before + time.perf_counter() - start
     finally:
         env.close()
     out = Path(cfg.out)
@@ -217,6 +297,8 @@ def train_ppo(cfg: PPOConfig, callback: Any = None) -> Any:
              "episodes": len(episodes), "train_mean_return": mean_return}
     atomic_write_text(out / STATS_FILE, json.dumps(stats, indent=2) + "\n")
     atomic_write_text(out / CONFIG_FILE, json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
+    for name in (PARTIAL_MODEL, PARTIAL_STATE):
+        (out / name).unlink(missing_ok=True)
     logger.info("%s on %s: %d steps in %.1f s (%.1f steps/s), %d finished episodes, mean return "
                 "%s; saved %s", cfg.algo, cfg.env, model.num_timesteps, elapsed,
                 stats["steps_per_s"], len(episodes),

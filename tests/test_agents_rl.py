@@ -173,3 +173,42 @@ def test_compare_cli_reports_bad_options(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["--algos", "dqn"])
     assert not (tmp_path / "table.json").exists()
+
+
+def test_a_cut_off_ppo_run_resumes_from_its_last_save(tiny_world, tmp_path):
+    import torch
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    from agents.ppo import PARTIAL_MODEL, PARTIAL_STATE
+
+    class CutOff(BaseCallback):  # the session ends during the second rollout
+        def _on_step(self) -> bool:
+            if self.num_timesteps > 40:
+                raise KeyboardInterrupt
+            return True
+
+    cfg = _tiny(checkpoint=str(tiny_world), total_timesteps=96, checkpoint_every=32,
+                out=str(tmp_path / "run"))
+    with pytest.raises(KeyboardInterrupt):
+        train_ppo(cfg, callback=CutOff())
+    state = json.loads((tmp_path / "run" / PARTIAL_STATE).read_text())
+    assert state["steps"] == 32 and not finished_run(cfg)  # saved before the second rollout
+    saved = load_model(tmp_path / "run" / PARTIAL_MODEL)
+
+    class Start(BaseCallback):  # where the same command starts, with which weights
+        def _on_training_start(self) -> None:
+            self.steps = self.num_timesteps
+            self.same = all(torch.equal(a, b) for a, b in zip(
+                self.model.policy.state_dict().values(), saved.policy.state_dict().values()))
+
+        def _on_step(self) -> bool:
+            return True
+
+    start = Start()
+    model = train_ppo(cfg, callback=start)  # the same command again
+    assert (start.steps, start.same) == (32, True)
+    assert model.num_timesteps == 96 and finished_run(cfg)
+    assert read_train_stats(cfg.out)["steps"] == 96
+    assert not (tmp_path / "run" / PARTIAL_MODEL).exists()
+    assert finished_run(dataclasses.replace(cfg, checkpoint_every=8))  # not a setting
+    assert not finished_run(dataclasses.replace(cfg, seed=1))
