@@ -135,3 +135,19 @@ def test_reward_check_chooses_the_threshold_elsewhere_and_the_env_uses_it(
     shutil.copytree(world, bare)
     (bare / "sampler.json").unlink()
     assert load_reward_threshold(bare) == 0.5
+
+
+def test_the_threshold_falls_back_to_the_other_reading_when_open_loop_finds_no_event():
+    from world_model.evaluation.reward_check import choose, curve
+
+    real = np.zeros((1, 30), bool)
+    real[0, 10] = True
+    hit = np.zeros((1, 30), np.float32)
+    hit[0, 10] = 0.6
+    miss = np.zeros((1, 30), np.float32)
+    miss[0, 25] = 0.6  # its only event is far from the real one
+    select = {"teacher_forced": curve(hit, real, 0), "open_loop": curve(miss, real, 2)}
+    assert choose(select, "open_loop")[1] == "teacher_forced"
+    assert choose(select, "teacher_forced")[1] == "teacher_forced"
+    assert choose({"teacher_forced": select["open_loop"], "open_loop": select["open_loop"]},
+                  "open_loop") == (None, None)

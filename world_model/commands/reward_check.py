@@ -38,10 +38,13 @@ def main(args: argparse.Namespace) -> int:
         print(f"  {tf['threshold']:.2f}    | {tf['precision']:.2f} / {tf['recall']:.2f} / "
               f"{tf['f1']:.2f}         | {ol['precision']:.2f} / {ol['recall']:.2f} / {ol['f1']:.2f}")
     print(f"best teacher-forced threshold on these episodes: {report['best_threshold']}")
-    if "chosen_threshold" in report:
+    if "select" in report and report["chosen_threshold"] is None:
+        print(f"no threshold chosen: no reading finds a real reward event on {cfg.select_data}")
+        return 1
+    if "select" in report:
         sel = report["select"]
         print(f"threshold chosen on {cfg.select_data} ({sel['episodes']} episodes, best "
-              f"{cfg.choose_by} F1): {report['chosen_threshold']:.2f}; scored here:")
+              f"{report['chosen_by']} F1): {report['chosen_threshold']:.2f}; scored here:")
         for name, row in report["at_chosen"].items():
             print(f"  {name}: precision {row['precision']:.2f} recall {row['recall']:.2f} "
                   f"F1 {row['f1']:.2f} ({row['predicted_events']} predicted, "

@@ -169,6 +169,22 @@ def best_threshold(rows: list[dict[str, float]]) -> float | None:
     return None if best is None else best["threshold"]
 
 
+def choose(select: dict, choose_by: str) -> tuple[float | None, str | None]:
+    """The threshold of the best ``choose_by`` F1 of ``select``'s curves, and the reading that
+    chose it: the other reading when ``choose_by`` has no finite F1 at any threshold (no
+    predicted event near a real one; the fallback is logged and recorded), (None, None) when
+    neither has."""
+    for reading in (choose_by, *[r for r in READINGS if r != choose_by]):
+        chosen = best_threshold(select[reading])
+        if chosen is not None:
+            if reading != choose_by:
+                logger.warning("no %s threshold finds a real reward event on the selection "
+                               "episodes: the threshold is chosen by %s F1 instead",
+                               choose_by, reading)
+            return chosen, reading
+    return None, None
+
+
 def at_threshold(scores: np.ndarray, real: np.ndarray, tolerance: int, threshold: float) -> dict:
     """Precision, recall and F1 of the events ``scores >= threshold`` against ``real``."""
     p, r, n_pred, n_real = precision_recall(scores >= threshold, real, tolerance)
@@ -187,23 +203,24 @@ def run_reward_check(cfg: RewardCheckConfig) -> dict:
     engine = load_engine(run_dir, steps=cfg.sampling_steps)
     if not engine.world.config.model.reward_head:
         raise UserError("this world has no reward head (model.reward_head=false)")
+    path = Path(cfg.out) / "reward_check.json"
     scored = read_episodes(engine, cfg, cfg.data)
     readings = scored.pop("readings")
     report = {"config": dataclasses.asdict(cfg), **scored,
               "best_threshold": best_threshold(scored["teacher_forced"])}
+    atomic_write_text(path, json.dumps(report, indent=1) + "\n")  # kept if the rest fails
     if cfg.select_data is not None:
         select = read_episodes(engine, cfg, cfg.select_data)
         select.pop("readings")
-        chosen = best_threshold(select[cfg.choose_by])
-        if chosen is None:
-            raise UserError(f"{cfg.select_data}: no threshold gives a finite {cfg.choose_by} F1 "
-                            f"(no real or no predicted reward events there)")
         report["select"] = select
-        report["chosen_threshold"] = chosen
-        report["at_chosen"] = {name: at_threshold(*args, chosen) for name, args in readings.items()}
-        if cfg.save_threshold:
+        chosen, chosen_by = choose(select, cfg.choose_by)
+        report["chosen_threshold"], report["chosen_by"] = chosen, chosen_by
+        if chosen is not None:
+            report["at_chosen"] = {name: at_threshold(*args, chosen)
+                                   for name, args in readings.items()}
+        if cfg.save_threshold and chosen is not None:
             save_reward_threshold(run_dir, chosen, {
-                "chosen_by": f"best {cfg.choose_by} F1 on {cfg.select_data} "
+                "chosen_by": f"best {chosen_by} F1 on {cfg.select_data} "
                              f"({select['episodes']} episodes)",
                 "scored_on": f"{cfg.data} ({scored['episodes']} episodes)",
                 **{f"{name}_at_chosen": row for name, row in report["at_chosen"].items()}})
