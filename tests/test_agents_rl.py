@@ -212,3 +212,17 @@ def test_a_cut_off_ppo_run_resumes_from_its_last_save(tiny_world, tmp_path):
     assert not (tmp_path / "run" / PARTIAL_MODEL).exists()
     assert finished_run(dataclasses.replace(cfg, checkpoint_every=8))  # not a setting
     assert not finished_run(dataclasses.replace(cfg, seed=1))
+
+
+def test_world_compile_reaches_the_imagined_env_and_is_not_a_setting(tiny_world, tmp_path):
+    from agents.ppo import make_imagined_vec_env
+
+    cfg = _tiny(checkpoint=str(tiny_world), world_compile=True)
+    env = make_imagined_vec_env(cfg)
+    try:
+        assert env.venv.worlds.config.compile is True
+    finally:
+        env.close()
+    compare = CompareConfig(checkpoint=str(tiny_world), world_compile=True)
+    assert compare.ppo_config("ppo", "imagination", 0).world_compile is True
+    assert "world_compile" not in compare.settings()
