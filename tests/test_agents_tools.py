@@ -119,6 +119,11 @@ def test_reward_check_chooses_the_threshold_elsewhere_and_the_env_uses_it(
     chosen = report["chosen_threshold"]
     assert chosen in [r["threshold"] for r in report["select"]["teacher_forced"]]
     assert report["at_chosen"]["teacher_forced"]["real_events"] == 5  # 2 + 1 + 2 in the scored split
+    # every scored event far enough from its episode's start is imagined from k steps before
+    assert {k: row["events"] for k, row in report["imminent"].items()} == {
+        "1": 5, "2": 5, "4": 5, "8": 3}  # frame 8 (twice) has no 5 context frames 8 steps before
+    found = list(report["imminent"]["1"]["found"].values())
+    assert found == sorted(found, reverse=True)
     assert load_reward_threshold(world) == chosen
     assert load_sampler(world) == SamplerConfig(steps=1).validate()  # the sampler is kept
     # the env counts a reward event where the head's output reaches the saved threshold

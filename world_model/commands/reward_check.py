@@ -38,6 +38,10 @@ def main(args: argparse.Namespace) -> int:
         print(f"  {tf['threshold']:.2f}    | {tf['precision']:.2f} / {tf['recall']:.2f} / "
               f"{tf['f1']:.2f}         | {ol['precision']:.2f} / {ol['recall']:.2f} / {ol['f1']:.2f}")
     print(f"best teacher-forced threshold on these episodes: {report['best_threshold']}")
+    th = report.get("chosen_threshold") or 0.5
+    for k, row in report["imminent"].items():
+        print(f"imminent events imagined from {k} step(s) before: {row['found'][str(th)]} of "
+              f"{row['events']} read >= {th:.2f} (median reading {row['median_reading']:.3f})")
     if "select" in report and report["chosen_threshold"] is None:
         print(f"no threshold chosen: no reading finds a real reward event on {cfg.select_data}")
         return 1

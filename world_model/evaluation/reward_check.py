@@ -71,6 +71,11 @@ class RewardCheckConfig:
     """Reading whose F1 on --select-data chooses the threshold: ``open_loop`` or ``teacher_forced``."""
     save_threshold: bool = False
     """Write the chosen threshold into the world's sampler.json (needs --select-data)."""
+    lead_steps: tuple[int, ...] = (1, 2, 4, 8)
+    """Imminent events (what a planner needs): for each real event of --data and each k here,
+    the world starts from the real frames up to k steps before it and imagines the k steps under
+    the recorded actions; the head's highest output over the last ``tolerance + 1`` imagined
+    frames is its reading of the event. () skips this."""
 
     def validate(self) -> RewardCheckConfig:
         if self.choose_by not in READINGS:
@@ -81,7 +86,8 @@ class RewardCheckConfig:
         if self.select_data is not None and Path(self.select_data).resolve() == Path(self.data).resolve():
             raise UserError(f"--select-data {self.select_data} is --data: choose the threshold on "
                             f"other episodes than the ones scored")
-        if min(self.max_episodes, self.context, self.horizon, self.batch) < 1 or self.tolerance < 0:
+        if (min(self.max_episodes, self.context, self.horizon, self.batch, *self.lead_steps) < 1
+                or self.tolerance < 0):
             raise UserError(f"reward check: counts must be >= 1 (tolerance >= 0): {self}")
         return self
 
@@ -114,9 +120,38 @@ def curve(scores: np.ndarray, real: np.ndarray, tolerance: int) -> list[dict[str
     return [at_threshold(scores, real, tolerance, th) for th in THRESHOLDS]
 
 
-def read_episodes(engine, cfg: RewardCheckConfig, data: str) -> dict:
+def lead_readings(engine, cfg: RewardCheckConfig, frames: np.ndarray, actions: np.ndarray,
+                  real: np.ndarray) -> dict[int, np.ndarray]:
+    """``{k: (events,) float32}``: the head's reading of every real event (episode ``i``, frame
+    ``t``) after imagining the ``k`` frames up to it from the real ``context`` frames ending at
+    ``t - k`` (events too early for that are left out). See ``RewardCheckConfig.lead_steps``."""
+    import torch
+
+    out = {}
+    for k in cfg.lead_steps:
+        events = [(i, t) for i, t in zip(*np.nonzero(real)) if t - k - cfg.context + 1 >= 0]
+        scores = np.zeros(len(events), np.float32)
+        for b in range(0, len(events), cfg.batch):
+            part = events[b:b + cfg.batch]
+            first = [t - k - cfg.context + 1 for _, t in part]  # first context frame
+            ctx = np.stack([frames[i, f:f + cfg.context] for (i, _), f in zip(part, first)])
+            act = np.stack([actions[i, f:f + cfg.context + k] for (i, _), f in zip(part, first)])
+            st = engine.start(torch.from_numpy(ctx), torch.from_numpy(act[:, :cfg.context]),
+                              seeds=[cfg.seed + b + j for j in range(len(part))])
+            best = torch.full((len(part),), -np.inf)
+            for h in range(k):
+                info = engine.step_latents(st, torch.from_numpy(act[:, cfg.context + h]))
+                if h >= k - 1 - cfg.tolerance:
+                    best = torch.maximum(best, info.reward.float().cpu())
+            scores[b:b + len(part)] = best.numpy()
+        out[int(k)] = scores
+    return out
+
+
+def read_episodes(engine, cfg: RewardCheckConfig, data: str, leads: bool = False) -> dict:
     """Both readings of ``data``'s first ``max_episodes`` episodes: their curves (one row per
-    threshold) and the head's scores with the real events, for scoring another threshold."""
+    threshold) and the head's scores with the real events, for scoring another threshold; with
+    ``leads``, the imminent events' readings too (:func:`lead_readings`)."""
     import torch
 
     from world_model.data.format import action_indices, list_episodes, read_episode
@@ -158,8 +193,9 @@ def read_episodes(engine, cfg: RewardCheckConfig, data: str) -> dict:
         "teacher_forced": (forced[:, 1:], real[:, 1:], 0),
         "open_loop": (open_scores, open_real, cfg.tolerance),
     }
+    lead = lead_readings(engine, cfg, frames, actions, real) if leads else {}
     return {"episodes": len(episodes), "frames": int(T), "open_loop_segments": len(segs),
-            "files": [p.name for p in paths], "readings": readings,
+            "files": [p.name for p in paths], "readings": readings, "lead_scores": lead,
             **{name: curve(*args) for name, args in readings.items()}}
 
 
@@ -204,14 +240,20 @@ def run_reward_check(cfg: RewardCheckConfig) -> dict:
     if not engine.world.config.model.reward_head:
         raise UserError("this world has no reward head (model.reward_head=false)")
     path = Path(cfg.out) / "reward_check.json"
-    scored = read_episodes(engine, cfg, cfg.data)
+    scored = read_episodes(engine, cfg, cfg.data, leads=True)
     readings = scored.pop("readings")
+    lead = scored.pop("lead_scores")
+    scored["imminent"] = {str(k): {"events": len(v), "median_reading": float(np.median(v)) if len(v)
+                                   else float("nan"),
+                                   "found": {str(th): int((v >= th).sum()) for th in THRESHOLDS}}
+                          for k, v in lead.items()}
     report = {"config": dataclasses.asdict(cfg), **scored,
               "best_threshold": best_threshold(scored["teacher_forced"])}
     atomic_write_text(path, json.dumps(report, indent=1) + "\n")  # kept if the rest fails
     if cfg.select_data is not None:
         select = read_episodes(engine, cfg, cfg.select_data)
         select.pop("readings")
+        select.pop("lead_scores")
         report["select"] = select
         chosen, chosen_by = choose(select, cfg.choose_by)
         report["chosen_threshold"], report["chosen_by"] = chosen, chosen_by
