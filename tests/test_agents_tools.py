@@ -125,6 +125,8 @@ def test_reward_check_chooses_the_threshold_elsewhere_and_the_env_uses_it(
     found = list(report["imminent"]["1"]["found"].values())
     assert found == sorted(found, reverse=True)
     assert load_reward_threshold(world) == chosen
+    for path in (world / "sampler.json", tmp_path / "report" / "reward_check.json"):
+        assert "NaN" not in path.read_text()  # strict JSON: undefined scores are null
     assert load_sampler(world) == SamplerConfig(steps=1).validate()  # the sampler is kept
     # the env counts a reward event where the head's output reaches the saved threshold
     worlds = BatchedWorlds(2, world)

@@ -115,6 +115,18 @@ def precision_recall(pred: np.ndarray, real: np.ndarray, tolerance: int = 0
     return precision, recall, n_pred, n_real
 
 
+def json_safe(value):
+    """``value`` with every non-finite float as None (JSON has no NaN: precision and F1 of a
+    threshold that predicts no event are undefined)."""
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
 def curve(scores: np.ndarray, real: np.ndarray, tolerance: int) -> list[dict[str, float]]:
     """One :func:`at_threshold` row per threshold of :data:`THRESHOLDS`."""
     return [at_threshold(scores, real, tolerance, th) for th in THRESHOLDS]
@@ -249,7 +261,7 @@ def run_reward_check(cfg: RewardCheckConfig) -> dict:
                           for k, v in lead.items()}
     report = {"config": dataclasses.asdict(cfg), **scored,
               "best_threshold": best_threshold(scored["teacher_forced"])}
-    atomic_write_text(path, json.dumps(report, indent=1) + "\n")  # kept if the rest fails
+    atomic_write_text(path, json.dumps(json_safe(report), indent=1) + "\n")  # kept if the rest fails
     if cfg.select_data is not None:
         select = read_episodes(engine, cfg, cfg.select_data)
         select.pop("readings")
@@ -261,11 +273,11 @@ def run_reward_check(cfg: RewardCheckConfig) -> dict:
             report["at_chosen"] = {name: at_threshold(*args, chosen)
                                    for name, args in readings.items()}
         if cfg.save_threshold and chosen is not None:
-            save_reward_threshold(run_dir, chosen, {
+            save_reward_threshold(run_dir, chosen, json_safe({
                 "chosen_by": f"best {chosen_by} F1 on {cfg.select_data} "
                              f"({select['episodes']} episodes)",
                 "scored_on": f"{cfg.data} ({scored['episodes']} episodes)",
-                **{f"{name}_at_chosen": row for name, row in report["at_chosen"].items()}})
+                **{f"{name}_at_chosen": row for name, row in report["at_chosen"].items()}}))
             logger.info("reward threshold %.2f written into %s/sampler.json", chosen, run_dir)
-    atomic_write_text(Path(cfg.out) / "reward_check.json", json.dumps(report, indent=1) + "\n")
+    atomic_write_text(path, json.dumps(json_safe(report), indent=1) + "\n")
     return report
