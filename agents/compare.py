@@ -160,13 +160,10 @@ def score(policy: Any, cfg: CompareConfig) -> Any:
     import torch
 
     from agents.evaluate import evaluate
-    from agents.ppo import notify_resets
 
     torch.manual_seed(cfg.eval_seed)  # sampled actions (--stochastic) are reproducible
     kwargs = {} if cfg.max_steps is None else {"max_steps": cfg.max_steps}
     env = gymnasium.make(f"rad_env:MemoryMaze-{REAL_SIZE}-v0", **kwargs)
-    if hasattr(policy, "reset"):
-        env = notify_resets(env, policy.reset)
     try:
         return evaluate(policy, env, cfg.episodes, cfg.eval_seed)
     finally:

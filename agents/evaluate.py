@@ -84,7 +84,8 @@ class ScriptedPolicy:
 
 
 def evaluate(policy: Policy, env: Any, episodes: int = 3, seed: int = 0) -> EvalResult:
-    """Run ``episodes`` episodes of ``env`` (episode ``k`` reset with ``seed + k``)."""
+    """Run ``episodes`` episodes of ``env`` (episode ``k`` reset with ``seed + k``); a policy
+    with a ``reset()`` (a recurrent one's state, the scripted one's goal) has it called first."""
     returns, lengths = [], []
     for k in range(episodes):
         if hasattr(policy, "reset"):

@@ -16,7 +16,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from agents.plan import EpisodeResult, MPCConfig, run_mpc
+from agents.mpc import EpisodeResult, MPCConfig, run_mpc
 from agents.planning import PlannerConfig
 from world_model.errors import UserError
 from world_model.io import atomic_write_text

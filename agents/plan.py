@@ -1,4 +1,5 @@
-"""Model-predictive control in the REAL Memory Maze with a planner in the learned world.
+"""Model-predictive control in the REAL Memory Maze with a planner in the learned world: the
+command line of :func:`agents.mpc.run_mpc` (and, with ``--out``, of :mod:`agents.mpc_report`).
 
 Every ``replan_every`` real steps: plan in the world from its current state
 (:class:`agents.planning.Planner`), then act in the real env with the first actions of the plan,
@@ -9,128 +10,21 @@ in what really happened. Reports each episode's real return and the planning tim
     python -m agents.plan --episodes 1 --max-steps 40 --candidates 8 --horizon 4   # shipped world
     python -m agents.plan --episodes 8 --out reports/mpc   # resumable, with random and scripted
 
-With ``--out`` (:mod:`agents.mpc_report`) every episode is saved as it ends and a uniformly random
-policy and the data collector's scripted exploration are scored on the same mazes.
+With ``--out`` every episode is saved as it ends and a uniformly random policy and the data
+collector's scripted exploration are scored on the same mazes.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import statistics
 import sys
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
-import numpy as np
-
+from agents.mpc import MPCConfig, run_mpc
 from agents.planning import PlannerConfig
-from world_model.errors import RadError, UserError
+from world_model.errors import RadError
 from world_model.options import from_args
-
-logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class MPCConfig:
-    """Model-predictive control in the real env. Every field is an option of this module."""
-
-    checkpoint: str | None = None
-    """World run directory; None: the world shipped with rad_env."""
-    env_id: str = "rad_env:MemoryMaze-9x9-v0"
-    """The REAL environment acted in (same spaces as the world)."""
-    episodes: int = 1
-    """Real episodes to play under model-predictive control."""
-    max_steps: int = 1000
-    """Real steps per episode (Memory Maze 9x9 episodes are 1000 steps)."""
-    replan_every: int = 4
-    """Real steps taken from each plan before planning again."""
-    sampling_steps: int | None = None
-    """Sampler steps per frame (None: the world's sampler.json, else 10)."""
-    seed: int = 0
-    """Seeds episode e's real maze (seed + e), the world's noise and the planner (both reseeded
-    with seed + e at each episode, so that an episode does not depend on the ones before it)."""
-    out: str | None = None
-    """Directory for ``mpc.json`` and ``table.md``, rewritten after every episode; the same
-    command again skips the episodes already there (resume)."""
-    baselines: bool = True
-    """With --out: score a uniformly random policy and the data collector's scripted exploration
-    on the same mazes, beside the planner."""
-
-
-@dataclass
-class EpisodeResult:
-    real_return: float
-    steps: int
-    plan_seconds: list[float]
-    predicted_returns: list[float]
-
-
-def run_mpc(mpc: MPCConfig, planner_cfg: PlannerConfig, progress: bool = True,
-            skip: Sequence[int] = (),
-            on_episode: Callable[[int, EpisodeResult], None] | None = None) -> list[EpisodeResult]:
-    """Run ``mpc.episodes`` real episodes under model-predictive control (see the module), but
-    for the episode indices in ``skip``; ``on_episode(e, result)`` after each one."""
-    import gymnasium
-    import torch
-    from tqdm.auto import tqdm
-
-    from agents.planning import Planner
-    from rad_env.worlds import resolve_checkpoint
-    from world_model.loading import load_engine
-
-    if min(mpc.episodes, mpc.max_steps, mpc.replan_every, mpc.sampling_steps or 1) < 1:
-        raise UserError(f"MPCConfig: counts must be >= 1: {mpc}")
-    engine = load_engine(resolve_checkpoint(mpc.checkpoint), steps=mpc.sampling_steps)
-    world = engine.world
-    num_actions = world.config.model.num_actions
-    planner = Planner(engine, num_actions, dataclasses.replace(planner_cfg, seed=mpc.seed))
-    env = gymnasium.make(mpc.env_id)
-    if getattr(env.action_space, "n", None) != num_actions:
-        raise UserError(f"{mpc.env_id} has action space {env.action_space}, the world "
-                       f"{num_actions} actions")
-    results = []
-    try:
-        for e in range(mpc.episodes):
-            if e in skip:
-                continue
-            planner.generator.manual_seed(mpc.seed + e)
-            obs, _ = env.reset(seed=mpc.seed + e)
-            state = engine.start(torch.from_numpy(np.asarray(obs)[None, None].copy()),
-                                 torch.zeros(1, 1, dtype=torch.long), seeds=[mpc.seed + e])
-            total, queue, times, predicted, previous = 0.0, [], [], [], None
-            bar = tqdm(total=mpc.max_steps, desc=f"episode {e}", unit="step", disable=not progress)
-            for t in range(mpc.max_steps):
-                if not queue:
-                    warm = None
-                    if previous is not None and mpc.replan_every < len(previous):
-                        # the last plan, shifted by the steps taken, padded with its last action
-                        rest = previous[mpc.replan_every:]
-                        warm = torch.cat([rest, rest[-1:].expand(planner_cfg.horizon - len(rest))])
-                    plan = planner.plan(state, warm)
-                    times.append(plan.seconds)
-                    predicted.append(plan.expected_return)
-                    previous = plan.actions
-                    queue = plan.actions[:mpc.replan_every].tolist()
-                action = int(queue.pop(0))
-                obs, reward, terminated, truncated, _ = env.step(action)
-                total += float(reward)
-                engine.observe(state, torch.from_numpy(np.asarray(obs)[None].copy()),
-                               torch.tensor([action]))
-                bar.update(1)
-                bar.set_postfix(ret=f"{total:.0f}", plan_s=f"{times[-1]:.1f}")
-                if terminated or truncated:
-                    break
-            bar.close()
-            results.append(EpisodeResult(total, t + 1, times, predicted))
-            if on_episode is not None:
-                on_episode(e, results[-1])
-            logger.info("episode %d: real return %.1f in %d steps, %.2f s per plan (median)",
-                        e, total, t + 1, statistics.median(times))
-    finally:
-        env.close()
-    return results
 
 
 def build_parser() -> argparse.ArgumentParser:

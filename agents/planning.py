@@ -12,7 +12,7 @@ categorical distribution per step of the horizon:
 * ``mppi``: as CEM, but the refit weights every sample by ``softmax(return / temperature)``
   (model-predictive path integral control, Williams et al. 2017).
 
-All return the best sequence imagined in any round. :func:`agents.plan.run_mpc` uses this for
+All return the best sequence imagined in any round. :func:`agents.mpc.run_mpc` uses this for
 model-predictive control in the REAL environment.
 """
 

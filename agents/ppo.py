@@ -25,7 +25,6 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -313,7 +312,7 @@ def train_ppo(cfg: PPOConfig, callback: Any = None) -> Any:
 class ModelPolicy:
     """A trained model as an :data:`agents.evaluate.Policy` (observation -> action), carrying a
     recurrent policy's LSTM state from step to step. Call :meth:`reset` at every episode start
-    (:func:`notify_resets` does it for you)."""
+    (:func:`agents.evaluate.evaluate` does it for every policy with a ``reset``)."""
 
     def __init__(self, model: Any, deterministic: bool = True) -> None:
         self.model = model
@@ -335,20 +334,6 @@ class ModelPolicy:
                                                     deterministic=self.deterministic)
             self.episode_start = np.zeros((1,), dtype=bool)
         return int(np.asarray(action).reshape(()))
-
-
-def notify_resets(env: Any, on_reset: Callable[[], None]) -> Any:
-    """``env`` wrapped so that every ``reset`` first calls ``on_reset`` (a recurrent policy's
-    :meth:`ModelPolicy.reset`), for :func:`agents.evaluate.evaluate`, which knows nothing of
-    policy state."""
-    import gymnasium
-
-    class _NotifyResets(gymnasium.Wrapper):
-        def reset(self, **kwargs: Any) -> Any:
-            on_reset()
-            return self.env.reset(**kwargs)
-
-    return _NotifyResets(env)
 
 
 def build_parser() -> argparse.ArgumentParser:

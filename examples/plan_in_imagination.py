@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import statistics
 
-from agents.plan import MPCConfig, run_mpc
+from agents.mpc import MPCConfig, run_mpc
 from agents.planning import PlannerConfig
 
 

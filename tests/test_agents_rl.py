@@ -15,7 +15,6 @@ from agents.ppo import (
     PPOConfig,
     finished_run,
     load_model,
-    notify_resets,
     read_train_stats,
     train_ppo,
 )
@@ -79,7 +78,7 @@ def test_recurrent_ppo_learns_in_imagination_and_acts_with_its_lstm_state(tiny_w
     resets = []
     original_reset = policy.reset
     policy.reset = lambda: (resets.append(policy.state is not None), original_reset())
-    result = evaluate(policy, notify_resets(_Corridor(), policy.reset), episodes=2)
+    result = evaluate(policy, _Corridor(), episodes=2)  # it resets the policy
     assert result.lengths == [3, 3] and result.returns == [3.0, 3.0]
     assert resets == [False, True]  # reset before each episode, the second one with a state to drop
     assert policy.state is not None

@@ -109,8 +109,8 @@ def test_bad_planner_settings_are_refused_by_name():
 def test_mpc_report_plays_the_real_maze_beside_the_baselines_and_resumes(tiny_world, tmp_path):
     import json
 
+    from agents.mpc import MPCConfig
     from agents.mpc_report import RESULTS, TABLE, run_report
-    from agents.plan import MPCConfig
 
     planner = PlannerConfig(method="cem", horizon=2, candidates=3, iterations=1, elites=1)
     mpc = MPCConfig(checkpoint=str(tiny_world), episodes=1, max_steps=4, replan_every=2,
