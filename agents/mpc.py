@@ -1,18 +1,6 @@
-"""Model-predictive control in the REAL Memory Maze with a planner in the learned world (the loop;
-``python -m agents.plan`` is its command line, :mod:`agents.mpc_report` its resumable table).
-
-Every ``replan_every`` real steps: plan in the world from its current state
-(:class:`agents.planning.Planner`), then act in the real env with the first actions of the plan,
-feeding each real frame back into the world (``RolloutEngine.observe``) so that it stays grounded
-in what really happened. Reports each episode's real return and the planning time per decision.
-
-    python -m agents.plan --checkpoint runs/rad --episodes 2 --max-steps 200 --method cem
-    python -m agents.plan --episodes 1 --max-steps 40 --candidates 8 --horizon 4   # shipped world
-    python -m agents.plan --episodes 8 --out reports/mpc   # resumable, with random and scripted
-
-With ``--out`` (:mod:`agents.mpc_report`) every episode is saved as it ends and a uniformly random
-policy and the data collector's scripted exploration are scored on the same mazes.
-"""
+"""The model-predictive control loop: plan in the learned world, act in the REAL env, feed each
+real frame back (:func:`run_mpc`). ``python -m agents.plan`` is its command line (usage there),
+:mod:`agents.mpc_report` its resumable table."""
 
 from __future__ import annotations
 

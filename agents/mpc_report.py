@@ -67,9 +67,8 @@ def table(data: dict[str, Any], command: str) -> str:
         per_maze = " ".join(f"{r['real_return']:.0f}" for r in episodes)
         rows.append(f"| MPC in the world ({p['method']}, H={p['horizon']}, N={p['candidates']}, "
                     f"{p['iterations']} it., replan every {m['replan_every']}) | {mean:.2f} ± "
-                    f"{std:.2f} | {len(episodes)} | "
-                    f"{per_maze} | "
-                    f"{plans / seconds:.2f} | {predicted:.3f} |")
+                    f"{std:.2f} | {len(episodes)} | {per_maze} | {plans / seconds:.2f} | "
+                    f"{predicted:.3f} |")
     labels = (("random", "uniformly random"),
               ("scripted", "scripted exploration (reads the maze layout)"))
     for name, label in labels:
@@ -105,11 +104,10 @@ def run_report(mpc: MPCConfig, planner: PlannerConfig, command: str,
     done = [int(e) for e in data["mpc"]]
     run_mpc(mpc, planner, progress, skip=done, on_episode=on_episode)
     if mpc.baselines:
-        max_steps = mpc.max_steps
         for name, policy in (("random", random_policy(seed=mpc.seed)),
                              ("scripted", ScriptedPolicy(seed=mpc.seed))):
             if len(data["baselines"].get(name, [])) < mpc.episodes:
-                result = evaluate_in_real(policy, mpc.episodes, mpc.seed, max_steps)
+                result = evaluate_in_real(policy, mpc.episodes, mpc.seed, mpc.max_steps)
                 data["baselines"][name] = result.returns
                 save()
     save()

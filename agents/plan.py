@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import statistics
 import sys
 
@@ -45,8 +46,9 @@ def main(argv: list[str] | None = None) -> int:
         if mpc.out is not None:
             from agents.mpc_report import run_report
 
-            print(run_report(mpc, planner.validate(), " ".join(["python -m agents.plan", *(
-                argv if argv is not None else sys.argv[1:])])))
+            command = shlex.join(["python", "-m", "agents.plan",
+                                  *(argv if argv is not None else sys.argv[1:])])
+            print(run_report(mpc, planner.validate(), command))
             return 0
         results = run_mpc(mpc, planner.validate())
     except RadError as exc:  # errors meant for the user: no traceback

@@ -74,7 +74,7 @@ def test_the_threshold_is_the_best_f1_and_scored_at_its_own_events():
     scores = np.full((2, 20), 0.1, np.float32)
     scores[0, 5], scores[1, 12], scores[1, 3] = 0.7, 0.32, 0.5  # one false event at 0.5
     rows = curve(scores, real, 0)
-    assert best_threshold(rows) == 0.15  # the lowest threshold that finds both, and only them
+    assert best_threshold(rows) == 0.15  # the lowest threshold that finds both (F1 0.8 with the false one)
     row = at_threshold(scores, real, 0, 0.35)
     assert (row["precision"], row["recall"], row["predicted_events"]) == (0.5, 0.5, 2)
     assert best_threshold(curve(np.zeros((1, 5)), np.zeros((1, 5), bool), 0)) is None
