@@ -112,8 +112,8 @@ class Planner:
         for h in range(H):
             info = self.engine.step_latents(branches, sequences[:, h])
             if info.reward is None:
-                raise UserError("this world has no reward head (model.reward_head=false): "
-                                "nothing to plan for")
+                raise UserError("this world has neither a reward model (reward/) nor a reward "
+                                "head (model.reward_head=false): nothing to plan for")
             total += (self.config.gamma ** h) * info.reward.float().cpu()
         return total
 

@@ -17,7 +17,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 ROOT="${ROOT:-/work/campaign}" EPISODES="${EPISODES:-300}" NAME="${NAME:-rad}"
 MEMORY="${MEMORY:-lstm}" BUDGET="${BUDGET:-480}" THREADS="${THREADS:-1}" DEVICE="${DEVICE:-cpu}"
-INIT="${INIT-$here/rad_env/weights/memory-maze-9x9$([ "${MEMORY:-lstm}" = none ] && echo -df)}" EXTRA="${EXTRA:-}" WORKERS="${WORKERS:-2}"
+INIT="${INIT-$here/rad_env/weights/memory-maze-9x9$([ "${MEMORY:-lstm}" = none ] && echo -df || true)}" EXTRA="${EXTRA:-}" WORKERS="${WORKERS:-2}"
 export MUJOCO_GL="${MUJOCO_GL:-egl}" WANDB_MODE="${WANDB_MODE:-offline}"
 export OMP_NUM_THREADS="$THREADS" MKL_NUM_THREADS="$THREADS"
 DATA="$ROOT/data/maze9" HELDOUT="$ROOT/data/maze9-heldout" EVALSET="$ROOT/data/maze9-eval"

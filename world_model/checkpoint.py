@@ -4,7 +4,8 @@ for inference), ``vae/`` when latents come from a VAE, ``train_state.pt`` for re
 ``sampler.json``: the sampler the world was measured best with (its DDIM steps, eta and rho, and
 the figures behind the choice), which the env uses unless told otherwise, and the threshold on
 the reward head's output that counts as a reward event (``"reward"``: chosen by
-``rad reward-check --save-threshold``; 0.5 without one).
+``rad reward-check --save-threshold``; 0.5 without one); ``reward/``, a reward model
+(``rad train-reward``) the world reads rewards from before it draws a frame.
 
 Nothing here unpickles arbitrary objects.
 """
@@ -35,6 +36,7 @@ WEIGHTS_FILE = "model.safetensors"
 TRAIN_STATE_FILE = "train_state.pt"
 VAE_DIR = "vae"
 SAMPLER_FILE = "sampler.json"
+REWARD_DIR = "reward"
 
 
 def save_world(run_dir: str | Path, config: RunConfig, model: nn.Module,
@@ -73,7 +75,29 @@ def load(run_dir: str | Path, device: str | torch.device = "cpu") -> World:
         raise CheckpointError(f"{run_dir}: {exc}") from exc
     load_state_into(world.model, run_dir / WEIGHTS_FILE)
     world.model.eval().requires_grad_(False)
+    if (run_dir / REWARD_DIR).is_dir():
+        world.reward_model = load_world_reward_model(run_dir / REWARD_DIR, config)
     return world.to(resolve_device(device))
+
+
+def load_world_reward_model(path: Path, config: RunConfig) -> nn.Module:
+    """The reward model in ``path``, checked to read the latents of the world ``config`` builds.
+
+    Raises:
+        CheckpointError: not a reward model, or one made for other latents or actions (named).
+    """
+    from world_model.network.reward_model import load_reward_model
+
+    reward = load_reward_model(path)
+    m, r = config.model, reward.cfg
+    if config.latent.kind != "vae" or (r.latent_channels, r.latent_size, r.num_actions) != (
+            m.latent_channels, m.latent_size, m.num_actions):
+        raise CheckpointError(
+            f"{path}: a reward model for {r.latent_channels}x{r.latent_size}x{r.latent_size} "
+            f"latents and {r.num_actions} actions, but the world has {config.latent.kind!r} "
+            f"latents of {m.latent_channels}x{m.latent_size}x{m.latent_size} and "
+            f"{m.num_actions} actions; retrain it with `rad train-reward --world` this world")
+    return reward
 
 
 #: Reward-head output at or above which a step counts as a reward event, without ``sampler.json``.

@@ -28,10 +28,16 @@ class World:
     model: RADModel
     diffusion: Diffusion
     codec: nn.Module
+    reward_model: nn.Module | None = None
+    """The world's :class:`~world_model.network.reward_model.RewardModel` (``reward/`` of its
+    directory): the engine reads rewards from it, before the frame is drawn. None: from the
+    network's reward head, on the drawn frame."""
 
     def to(self, device) -> World:
         self.model.to(device)
         self.codec.to(device)
+        if self.reward_model is not None:
+            self.reward_model.to(device)
         return self
 
     @property

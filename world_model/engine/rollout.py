@@ -8,7 +8,8 @@ Generating frame ``t`` (design/rad-method.md, "Inference"):
    block reads the state after the frames that left that window (``windows.window_start``).
 2. One pass at level 0 on the clean result (at ``SamplerConfig.context_level``, by default the
    world's ``DiffusionConfig.context_level`` for 'augmented' context, on a noised copy): its keys/values go into the ring buffer, and the
-   reward/termination heads give their outputs. Models that stack the previous frame keep it
+   reward/termination heads give their outputs (a world with a reward model reads the step's
+   reward from it instead, from the context frames before the new one and the action). Models that stack the previous frame keep it
    (``WorldState.prev``) for the next frame's tokens.
 3. Memory bookkeeping, from clean frames only, after the last denoising step, exactly as the
    pre-fetch in training:
@@ -66,7 +67,9 @@ class StepInfo:
     latent: Tensor
     """``(B, C, h, w)`` float32: the frame's clean latent (now part of the context)."""
     reward: Tensor | None
-    """``(B,)`` float32 predicted reward of the step into the frame (None without reward head)."""
+    """``(B,)`` float32 predicted reward of the step into the frame: the world's reward model's
+    probability of a reward event, read from the frames BEFORE it and the action (worlds with
+    ``reward/``), else the network's reward head on the frame (None without either)."""
     termination_prob: Tensor | None
     """``(B,)`` float32 in [0, 1]: predicted probability that the frame ends the episode."""
 
@@ -93,6 +96,7 @@ class RolloutEngine(MemoryBookkeeping):
         self.world = world
         self.model = world.model
         self.codec = world.codec
+        self.reward_model = world.reward_model
         self.cfg = world.model.cfg
         self.sampler = make_sampler(world.diffusion, sampler or SamplerConfig(),
                                     getattr(world.codec, "value_range", None))
@@ -162,6 +166,8 @@ class RolloutEngine(MemoryBookkeeping):
                      if pending else None),
             prev=(torch.zeros(batch, *self.latent_shape, device=dev, dtype=dt)
                   if self.model.uses_prev else None),
+            recent=(torch.zeros(batch, self.reward_model.cfg.frames, *self.latent_shape,
+                                device=dev) if self.reward_model is not None else None),
             frame_index=torch.zeros(batch, dtype=torch.long),
             generators=row_generators(batch, seeds),
             window=self.window, mode=self.mode)
@@ -315,6 +321,10 @@ class RolloutEngine(MemoryBookkeeping):
         the frame's ``plan``) for its keys/values and heads, then the memory bookkeeping, then
         the ring write."""
         B = state.batch_size
+        reward = term = None
+        if state.recent is not None:  # read before the frame joins the context
+            reward = torch.sigmoid(self.reward_model.logit(state.recent, actions).float())
+            state.recent = torch.cat([state.recent[:, 1:], latent[:, None].float()], 1)
         levels = torch.full((B,), self.context_level, dtype=torch.long, device=self.device)
         seen = latent  # the frame as its context pass sees it: clean, or noised to context_level
         if self.context_level > 0:
@@ -343,9 +353,8 @@ class RolloutEngine(MemoryBookkeeping):
                     state.latents[rows_d, slots] = latent[rows_d].float()
                     state.actions[rows_d, slots] = actions[rows_d]
         state.frame_index += 1
-        reward = term = None
         if out.reward is not None:
-            reward = out.reward[:, 0].float()
+            reward = out.reward[:, 0].float() if reward is None else reward
             term = torch.sigmoid(out.termination_logit[:, 0].float())
         return StepInfo(latent.float(), reward, term)
 

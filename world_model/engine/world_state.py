@@ -1,5 +1,6 @@
 """The explicit state of B rollout worlds: a per-layer KV ring buffer of W frames, the recurrent
-memory, the clean latents still inside the window, the frame index and a torch.Generator per row.
+memory, the clean latents still inside the window (and the last few, for a reward model), the frame
+index and a torch.Generator per row.
 
 :class:`WorldState` is what the rollout engine (:mod:`world_model.engine.rollout`) reads and
 updates; it can be cloned (to branch), indexed and assigned by rows, reset row by row, and moved
@@ -57,6 +58,9 @@ class WorldState:
     """Models that stack the previous frame (``ModelConfig.prev_frame``): ``(B, C, h, w)`` the
     latest context frame as the network saw it (clean, or noised to the context level); which rows
     hold one is derived from ``frame_index`` (``windows.has_previous``). Else None."""
+    recent: Tensor | None
+    """Worlds with a reward model (``World.reward_model``): ``(B, K, C, h, w)`` float32, the last
+    K clean latents, oldest first (zeros before a row's first frame), which it reads. Else None."""
     frame_index: Tensor
     """``(B,)`` int64 on the CPU: frames each world holds so far (the index of its next frame)."""
     generators: list[torch.Generator]
@@ -84,7 +88,8 @@ class WorldState:
     def _tensors(self) -> list[Tensor]:
         out = [*self.keys, *self.values, *memory_tensors(self.memory),
                *memory_tensors(self.running), self.frame_index]
-        return out + [t for t in (self.latents, self.actions, self.prev) if t is not None]
+        return out + [t for t in (self.latents, self.actions, self.prev, self.recent)
+                      if t is not None]
 
     def _map(self, fn, frame_index: Tensor, generators: list[torch.Generator]) -> WorldState:
         opt = (lambda t: None if t is None else fn(t))
@@ -92,7 +97,7 @@ class WorldState:
             keys=[fn(k) for k in self.keys], values=[fn(v) for v in self.values],
             memory=map_memory(self.memory, fn), running=map_memory(self.running, fn),
             latents=opt(self.latents), actions=opt(self.actions), prev=opt(self.prev),
-            frame_index=frame_index,
+            recent=opt(self.recent), frame_index=frame_index,
             generators=generators, window=self.window, mode=self.mode)
 
     # -- copies, rows, devices -------------------------------------------------------------------

@@ -5,9 +5,10 @@ Two readings of the same episodes (files in the project's episode format, e.g. f
 ``rad collect`` with a seed the world was not trained on):
 
 * **teacher-forced**: every real frame is fed to the world (``RolloutEngine.observe``); the
-  reward head reads the real frame the step led to. This is what the head learned.
+  world's reward model reads the real frames before the step (or, without one, the reward head
+  reads the real frame the step led to). This is what the reader learned.
 * **open loop**: from ``context`` real frames the world imagines the next ``horizon`` frames
-  under the recorded actions, and the head reads its own frames. A predicted event counts as
+  under the recorded actions, and the reader reads its own frames. A predicted event counts as
   found when a real event lies within ``tolerance`` steps of it (imagined time may drift).
 
 A real event is a step with reward > 0 (Memory Maze: +1 on touching the target). For every
@@ -249,8 +250,10 @@ def run_reward_check(cfg: RewardCheckConfig) -> dict:
     cfg = cfg.validate()
     run_dir = resolve_checkpoint(cfg.checkpoint)
     engine = load_engine(run_dir, steps=cfg.sampling_steps)
-    if not engine.world.config.model.reward_head:
-        raise UserError("this world has no reward head (model.reward_head=false)")
+    has_model = engine.world.reward_model is not None
+    if not (has_model or engine.world.config.model.reward_head):
+        raise UserError("this world has neither a reward model (reward/, `rad train-reward`) nor "
+                        "a reward head (model.reward_head=false)")
     path = Path(cfg.out) / "reward_check.json"
     scored = read_episodes(engine, cfg, cfg.data, leads=True)
     readings = scored.pop("readings")
@@ -259,7 +262,9 @@ def run_reward_check(cfg: RewardCheckConfig) -> dict:
                                    else float("nan"),
                                    "found": {str(th): int((v >= th).sum()) for th in THRESHOLDS}}
                           for k, v in lead.items()}
-    report = {"config": dataclasses.asdict(cfg), **scored,
+    reader = ("reward model (reward/): the frames before the step and its action" if has_model
+              else "reward head: the frame the step led to")
+    report = {"config": dataclasses.asdict(cfg), "reader": reader, **scored,
               "best_threshold": best_threshold(scored["teacher_forced"])}
     atomic_write_text(path, json.dumps(json_safe(report), indent=1) + "\n")  # kept if the rest fails
     if cfg.select_data is not None:

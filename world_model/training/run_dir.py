@@ -50,7 +50,7 @@ SNAPSHOT_DIR = "steps"
 
 
 class RunDir:
-    """The run directory ``path`` of a ``kind`` trainer ('world', 'vae' or 'idm').
+    """The run directory ``path`` of a ``kind`` trainer ('world', 'vae', 'idm' or 'reward').
 
     Args:
         path: the directory (created by :meth:`create`, not here).

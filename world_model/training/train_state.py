@@ -4,7 +4,7 @@ A train state is a flat dict of plain tensors, numbers and strings, written with
 and read with ``torch.load(weights_only=True)`` (nothing is unpickled)::
 
     format_version  2
-    kind            the trainer that wrote it: 'world', 'vae' or 'idm'
+    kind            the trainer that wrote it: 'world', 'vae', 'idm' or 'reward'
     step, nonfinite, cpu_seconds, model, optimizer[, ema]   Trainer.state_dict()
     rng             one dict per DDP rank (index = rank), see capture_rng:
                       torch      global CPU generator state      (uint8 tensor)
@@ -36,7 +36,7 @@ from world_model.errors import CheckpointError
 
 FORMAT_VERSION = 2
 TRAIN_STATE_FILE = "train_state.pt"
-KINDS = ("world", "vae", "idm")
+KINDS = ("world", "vae", "idm", "reward")
 #: The name the world trainer gives its objective's noise generator (legacy files: 'generator').
 WORLD_GENERATOR = "objective"
 
