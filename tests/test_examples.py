@@ -32,7 +32,7 @@ def run_example(name: str, *args: str, cwd: Path, timeout: int = 600) -> str:
 def test_every_example_is_covered():
     covered = {"collect_data.py", "gym_env.py", "imagine.py", "load_data.py",
                "plan_in_imagination.py", "ppo_in_imagination.py", "real_memory_maze.py",
-               "crafter_explore.py"}
+               "crafter_explore.py", "reward_before_the_frame.py"}
     assert {p.name for p in EXAMPLES.glob("*.py")} == covered
 
 
@@ -62,6 +62,13 @@ def test_gym_env_on_a_world(tiny_world, tmp_path):
 def test_gym_env_on_the_shipped_world(tmp_path):
     run_example("gym_env.py", "--steps", "1", "--out", "frames", cwd=tmp_path)
     assert (tmp_path / "frames" / "run.gif").is_file()
+
+
+@pytest.mark.skipif(not (SHIPPED_WORLD / "reward" / "config.json").is_file(),
+                    reason="the shipped world has no reward model")
+def test_reward_before_the_frame_on_the_shipped_world(tmp_path):
+    out = run_example("reward_before_the_frame.py", "--steps", "5", cwd=tmp_path)
+    assert "5 real steps: real return" in out
 
 
 def test_imagine_untrained_demo(tmp_path):

@@ -12,7 +12,7 @@ Two readings of the same episodes (files in the project's episode format, e.g. f
   found when a real event lies within ``tolerance`` steps of it (imagined time may drift).
 
 A real event is a step with reward > 0 (Memory Maze: +1 on touching the target). For every
-threshold on the head's output the report gives precision, recall and F1 of both readings. The
+threshold on the reader's output the report gives precision, recall and F1 of both readings. The
 threshold a world's users get (``RAD-MemoryMaze-v0``'s ``reward_threshold``) is chosen on a
 SEPARATE split of episodes (``select_data``): the one with the best F1 of the ``choose_by``
 reading there (default open loop: in the env the head reads the world's own frames). The scored
@@ -37,7 +37,10 @@ from world_model.errors import UserError
 
 logger = logging.getLogger(__name__)
 
-THRESHOLDS = tuple(round(x, 2) for x in np.arange(0.05, 1.0, 0.05))
+#: Thresholds scored: low ones for calibrated reward models (Memory Maze: about 2 events in 1000
+#: steps, so a calibrated probability of a real touch is often well below 0.5), then 0.05 ... 0.95.
+THRESHOLDS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.03,
+              *(round(x, 2) for x in np.arange(0.05, 1.0, 0.05)))
 READINGS = ("teacher_forced", "open_loop")
 
 
