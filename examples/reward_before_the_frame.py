@@ -56,7 +56,7 @@ def main() -> None:
                   f"(best {ACTION_NAMES[best]} {probs[best]:.2f}); real reward {reward:.0f}")
     env.close()
     print(f"{args.steps} real steps: real return {total:.0f}, {hits} of its rewards foreseen at "
-          f"threshold {threshold:.2f}")
+          f"threshold {threshold:g}")
 
 
 if __name__ == "__main__":

@@ -35,20 +35,20 @@ def main(args: argparse.Namespace) -> int:
           f"{report['open_loop_segments']} open-loop segments")
     print("threshold | teacher-forced P / R / F1 | open loop P / R / F1")
     for tf, ol in zip(report["teacher_forced"], report["open_loop"]):
-        print(f"  {tf['threshold']:.2f}    | {tf['precision']:.2f} / {tf['recall']:.2f} / "
+        print(f"  {tf['threshold']:<7g} | {tf['precision']:.2f} / {tf['recall']:.2f} / "
               f"{tf['f1']:.2f}         | {ol['precision']:.2f} / {ol['recall']:.2f} / {ol['f1']:.2f}")
     print(f"best teacher-forced threshold on these episodes: {report['best_threshold']}")
     th = report.get("chosen_threshold") or 0.5
     for k, row in report["imminent"].items():
         print(f"imminent events imagined from {k} step(s) before: {row['found'][str(th)]} of "
-              f"{row['events']} read >= {th:.2f} (median reading {row['median_reading']:.3f})")
+              f"{row['events']} read >= {th:g} (median reading {row['median_reading']:.3f})")
     if "select" in report and report["chosen_threshold"] is None:
         print(f"no threshold chosen: no reading finds a real reward event on {cfg.select_data}")
         return 1
     if "select" in report:
         sel = report["select"]
         print(f"threshold chosen on {cfg.select_data} ({sel['episodes']} episodes, best "
-              f"{report['chosen_by']} F1): {report['chosen_threshold']:.2f}; scored here:")
+              f"{report['chosen_by']} F1): {report['chosen_threshold']:g}; scored here:")
         for name, row in report["at_chosen"].items():
             print(f"  {name}: precision {row['precision']:.2f} recall {row['recall']:.2f} "
                   f"F1 {row['f1']:.2f} ({row['predicted_events']} predicted, "
