@@ -54,12 +54,11 @@ def test_lockstep_scores_imagined_against_real_frames_and_the_floor(tiny_world, 
     saved = json.loads((tmp_path / "lockstep.json").read_text())
     assert saved["summary"]["psnr"] == pytest.approx(float(result.psnr.mean()))
     # the floor really is the last context frame against the real frames
-    from world_model.checkpoint import load
     from world_model.commands.real_lockstep import real_and_imagined
-    from world_model.config import SamplerConfig
-    from world_model.engine.rollout import RolloutEngine
+    from world_model.loading import load_engine
 
-    engine = RolloutEngine(load(tiny_world), SamplerConfig(steps=1))
+    # the engine the command built: its dtype "auto" is bfloat16 on a CPU with native bf16
+    engine = load_engine(tiny_world, steps=1)
     real, imagined = real_and_imagined(cfg, 0, engine)
     floor = np.repeat(real[2][None], 4, axis=0)
     np.testing.assert_allclose(result.floor_psnr[0], metrics.psnr(real[3:], floor), rtol=1e-6)
