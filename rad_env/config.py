@@ -51,6 +51,10 @@ class EnvConfig:
     """Noise level at which the world sees its context frames (``SamplerConfig.context_level``,
     a defence against drift). Default: the world's ``sampler.json`` (the shipped world: 25),
     else 0 (clean) for worlds trained with 'independent' context."""
+    reencode: bool | None = None
+    """Decode and re-encode every imagined frame before it joins the world's context
+    (``SamplerConfig.reencode``, a defence against drift). Default: the world's ``sampler.json``,
+    else off."""
     dtype: Any = "auto"
     """Compute dtype of the network: ``"auto"`` (bfloat16 where the device computes it natively: a
     GPU, or a CPU with avx512_bf16 / AMX; float32 elsewhere, where bfloat16 is emulated and slower),

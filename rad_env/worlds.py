@@ -151,7 +151,8 @@ class BatchedWorlds:
         """Episode length: a row is truncated after this many steps since its reset (the one
         place truncation is decided)."""
         self.engine = engine_for(self.world, self.run_dir, steps=cfg.steps, eta=cfg.eta,
-                                 context_level=cfg.context_level, dtype=cfg.dtype,
+                                 context_level=cfg.context_level, reencode=cfg.reencode,
+                                 dtype=cfg.dtype,
                                  compile=cfg.compile)
         self.sampling_steps = self.engine.sampler.steps
         self.frame_size = self.world.config.latent.frame_size

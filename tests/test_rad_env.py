@@ -351,6 +351,9 @@ def test_the_worlds_sampler_file_sets_the_default_steps(tiny_world, tmp_path):
     save_sampler(world, SamplerConfig(3, 0.0, context_level=25), {"note": "measured"})
     assert RADEnv(world).worlds.engine.context_level == 25  # the world's context level
     assert RADEnv(world, context_level=0).worlds.engine.context_level == 0  # or the caller's
+    save_sampler(world, SamplerConfig(3, 0.0, reencode=True), {"note": "measured"})
+    assert RADEnv(world).worlds.engine.reencode  # the world's re-encoding
+    assert not RADEnv(world, reencode=False).worlds.engine.reencode  # or the caller's
     (world / SAMPLER_FILE).write_text('{"sampler": {"steps": 3, "warp": 9}}')
     with pytest.raises(CheckpointError, match="warp"):
         RADEnv(world)

@@ -177,6 +177,28 @@ def test_seeded_rollouts_reproduce_exactly(eta):
     assert torch.equal(runs[0], runs[1])
 
 
+def test_reencode_keeps_the_latent_of_the_decoded_frame_in_the_context():
+    """With ``SamplerConfig.reencode`` the frame joining the context is encode(decode(x)) of the
+    sampler's output: ``step`` and ``step_latents`` agree, the observation is that frame's
+    picture, and the next frames follow from the re-encoded context (not the raw one)."""
+    from dataclasses import replace
+
+    plain = make_engine("lstm", "frame")
+    again = RolloutEngine(plain.world, replace(plain.sampler.config, reencode=True))
+    frames, actions = frames_and_actions()
+    a = actions.flip(1)
+    raw, picture, latent = plain.start(frames, actions, [3, 4]), again.start(frames, actions, [3, 4]), \
+        again.start(frames, actions, [3, 4])
+    x = plain.step_latents(raw, a[:, 0]).latent
+    shown, info = again.step(picture, a[:, 0])
+    assert torch.equal(plain.codec.decode(x), shown)  # the same sample, shown as it was drawn
+    assert torch.equal(info.latent, again.codec.encode(shown))  # the context keeps its picture
+    assert not torch.equal(info.latent, x)
+    assert torch.equal(again.step_latents(latent, a[:, 0]).latent, info.latent)
+    later = [e.step(s, a[:, 1])[0] for e, s in ((plain, raw), (again, picture))]
+    assert not torch.equal(*later)  # what the context holds changes what comes next
+
+
 def test_rows_with_different_seeds_differ_and_equal_seeds_agree():
     engine = make_engine("lstm", "frame", eta=0.5)
     frames, actions = frames_and_actions()

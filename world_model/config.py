@@ -359,6 +359,11 @@ class SamplerConfig:
     kind: Literal["ddim", "heun"] = "ddim"
     """'ddim' (one network pass a step) or 'heun' (second order, two passes a step but the last;
     deterministic)."""
+    reencode: bool = False
+    """Project every generated frame back onto the codec's frames before it joins the context:
+    its latent is decoded to uint8 pixels (the observation) and encoded again, so the context
+    holds the latent of a picture rather than the sampler's raw output (a defence against
+    drift off the autoencoder's latents; one encoder pass a frame)."""
 
     def validate(self, num_levels: int | None = None) -> SamplerConfig:
         if self.steps < 1:

@@ -58,7 +58,8 @@ def resolve_checkpoint(checkpoint: str | os.PathLike | None) -> Path:
 
 def world_sampler(run_dir: str | os.PathLike | None, steps: int | None = None,
                   eta: float | None = None, kind: str | None = None,
-                  context_level: int | None = None) -> SamplerConfig:
+                  context_level: int | None = None,
+                  reencode: bool | None = None) -> SamplerConfig:
     """The sampler of a world: its ``sampler.json`` (else :data:`DEFAULT_STEPS` deterministic
     DDIM), each field given here (not None) overriding it."""
     base = (load_sampler(run_dir) if run_dir is not None else None) or SamplerConfig(DEFAULT_STEPS)
@@ -68,17 +69,18 @@ def world_sampler(run_dir: str | os.PathLike | None, steps: int | None = None,
     return replace(base, steps=base.steps if steps is None else int(steps),
                    eta=base.eta if eta is None else float(eta),
                    kind=base.kind if kind is None else kind,
-                   context_level=base.context_level if context_level is None else int(context_level))
+                   context_level=base.context_level if context_level is None else int(context_level),
+                   reencode=base.reencode if reencode is None else bool(reencode))
 
 
 def engine_for(world: World, run_dir: str | os.PathLike | None = None, *,
                steps: int | None = None, eta: float | None = None, kind: str | None = None,
-               context_level: int | None = None, dtype: str | torch.dtype | None = None,
-               compile: bool = False) -> RolloutEngine:
+               context_level: int | None = None, reencode: bool | None = None,
+               dtype: str | torch.dtype | None = None, compile: bool = False) -> RolloutEngine:
     """A rollout engine over a loaded ``world`` with the sampler of ``run_dir`` (see
     :func:`world_sampler`); ``dtype``: the compute dtype (None: the weights'; ``"auto"``: bfloat16
     where the world's device computes it natively, else float32)."""
-    sampler = world_sampler(run_dir, steps, eta, kind, context_level).validate(
+    sampler = world_sampler(run_dir, steps, eta, kind, context_level, reencode).validate(
         world.diffusion.num_levels)
     compute = resolve_dtype(dtype, next(world.model.parameters()).device) if dtype else None
     return RolloutEngine(world, sampler, compute_dtype=compute,
@@ -87,8 +89,8 @@ def engine_for(world: World, run_dir: str | os.PathLike | None = None, *,
 
 def load_engine(run_dir: str | os.PathLike, *, device: str | torch.device = "cpu",
                 steps: int | None = None, eta: float | None = None, kind: str | None = None,
-                context_level: int | None = None, dtype: str | torch.dtype | None = "auto",
-                compile: bool = False) -> RolloutEngine:
+                context_level: int | None = None, reencode: bool | None = None,
+                dtype: str | torch.dtype | None = "auto", compile: bool = False) -> RolloutEngine:
     """Load the world in ``run_dir`` (:func:`world_model.checkpoint.load`) onto ``device`` and
     build its engine with its own sampler, fields given here overriding ``sampler.json``.
 
@@ -98,4 +100,5 @@ def load_engine(run_dir: str | os.PathLike, *, device: str | torch.device = "cpu
     """
     world = load(Path(run_dir), device)
     return engine_for(world, run_dir, steps=steps, eta=eta, kind=kind,
-                      context_level=context_level, dtype=dtype, compile=compile)
+                      context_level=context_level, reencode=reencode, dtype=dtype,
+                      compile=compile)

@@ -89,7 +89,8 @@ def main(args: argparse.Namespace) -> int:
         sampler = world_sampler_for(args.checkpoint[0], settings)
         path = save_sampler(args.checkpoint[0], sampler, measured)
         print(f"sampler: {path} ({sampler.steps} {sampler.kind} steps, eta {sampler.eta}, "
-              f"context level {'default' if sampler.context_level is None else sampler.context_level})")
+              f"context level {'default' if sampler.context_level is None else sampler.context_level}"
+              f"{', re-encoded context' if sampler.reencode else ''})")
     return 0
 
 

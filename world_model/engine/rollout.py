@@ -107,6 +107,7 @@ class RolloutEngine(MemoryBookkeeping):
         level = (sampler or SamplerConfig()).context_level
         self.context_level = (world.config.diffusion.engine_context_level if level is None
                               else int(level))
+        self.reencode = bool((sampler or SamplerConfig()).reencode)
         self.compiled = bool(compile)
         self._prev_is_noised = world.config.diffusion.context == "augmented"
         #: Assemble every frame's context over the whole ring (empty slots masked): one shape for
@@ -230,14 +231,27 @@ class RolloutEngine(MemoryBookkeeping):
         Returns:
             ``frames (B, H, W, 3) uint8`` (decoded) and the :class:`StepInfo`.
         """
-        info = self.step_latents(state, actions)
-        return self.codec.decode(info.latent), info
+        if not self.reencode:
+            info = self.step_latents(state, actions)
+            return self.codec.decode(info.latent), info
+        x, actions, plan = self._sample(state, actions)
+        frames = self.codec.decode(x)  # the observation; its latent is what the context keeps
+        return frames, self._append(state, self.codec.encode(frames).float(), actions, plan)
 
     @torch.no_grad()
     def step_latents(self, state: WorldState, actions: Tensor | np.ndarray) -> StepInfo:
         """As :meth:`step` without decoding: the sampler's denoising passes over the cached
         context, one clean pass, one write. What the passes share (context, memory read, previous
-        frame: :meth:`plan`) is computed once for the frame."""
+        frame: :meth:`plan`) is computed once for the frame. With ``SamplerConfig.reencode`` the
+        frame's latent is that of its decoded picture (``encode(decode(x))``)."""
+        x, actions, plan = self._sample(state, actions)
+        if self.reencode:
+            x = self.codec.encode(self.codec.decode(x)).float()
+        return self._append(state, x, actions, plan)
+
+    def _sample(self, state: WorldState, actions) -> tuple[Tensor, Tensor, FramePlan]:
+        """The sampler's output ``(B, C, h, w)`` for the rows' next frame under ``actions``
+        (checked here), with the checked actions and the frame's plan; the state is unchanged."""
         actions = self._actions(actions, (state.batch_size,))
         plan = self.plan(state)
 
@@ -247,8 +261,7 @@ class RolloutEngine(MemoryBookkeeping):
         def noise() -> Tensor:
             return randn_rows(state.generators, self.latent_shape, self.device)
 
-        x = self.sampler.sample(denoise, noise(), noise)
-        return self._append(state, x, actions, plan)
+        return self.sampler.sample(denoise, noise(), noise), actions, plan
 
     @torch.no_grad()
     def predict(self, state: WorldState, x: Tensor, level: int | Tensor, actions: Tensor,

@@ -74,7 +74,8 @@ def evaluate_lockstep(checkpoints: Sequence[str | os.PathLike], data: str | os.P
         engine = engine_for_settings(world, path, settings)
         sampler = engine.sampler.config
         samplers[name] = {"kind": sampler.kind, "steps": sampler.steps, "eta": sampler.eta,
-                          "rho": sampler.rho, "context_level": engine.context_level}
+                          "rho": sampler.rho, "context_level": engine.context_level,
+                          "reencode": engine.reencode}
         frames: list[np.ndarray] = []
         for start in range(0, len(trajs), settings.batch):
             frames += generate(engine, trajs[start:start + settings.batch],

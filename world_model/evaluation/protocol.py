@@ -216,7 +216,7 @@ def world_sampler_for(path: str | os.PathLike, settings: EvalSettings) -> Sample
     from world_model.loading import world_sampler
 
     return world_sampler(path, settings.steps, settings.eta, settings.sampler,
-                         settings.context_level)
+                         settings.context_level, settings.reencode)
 
 
 def engine_for_settings(world, path: str | os.PathLike, settings: EvalSettings):
@@ -224,7 +224,8 @@ def engine_for_settings(world, path: str | os.PathLike, settings: EvalSettings):
     from world_model.loading import engine_for
 
     return engine_for(world, path, steps=settings.steps, eta=settings.eta, kind=settings.sampler,
-                      context_level=settings.context_level, dtype=settings.dtype)
+                      context_level=settings.context_level, reencode=settings.reencode,
+                      dtype=settings.dtype)
 
 
 def evaluate(checkpoints: Sequence[str | os.PathLike], data: str | os.PathLike,

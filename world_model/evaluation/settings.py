@@ -21,6 +21,9 @@ class EvalSettings:
     context_level: int | None = None
     """Noise level of the context frames (worlds trained with augmented context; default: each
     world's sampler.json, else its training default)."""
+    reencode: bool | None = None
+    """Decode and re-encode every generated frame before it joins the context
+    (``SamplerConfig.reencode``; default: each world's sampler.json, else off)."""
     batch: int = 16
     """Trajectories imagined together in one batched engine call."""
     seed: int = 0
