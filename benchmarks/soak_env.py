@@ -8,7 +8,12 @@ outputs found so far; a non-finite frame (its latent before decoding), reward or
 probability is reported with its step and row the first time it appears. The summary: median
 frames/s over the blocks after the first (the first holds the warm-up), RSS growth from the end of
 the first block to the end (a leak shows as growth that keeps rising with ``--frames``), episodes
-and auto-resets. Exit status 1 when anything was non-finite.
+and auto-resets. With ``--idm DIR`` (an inverse-dynamics judge, ``rad train-idm``; the shipped
+one by default for the shipped world) every block also reports the judge's accuracy on the
+block's imagined transitions (frame, next frame of the same episode, under the action taken): the
+world's action fidelity should not decay over the soak, so the summary compares the last block
+with the first against two standard errors of their difference. Exit status 1 when anything was
+non-finite.
 
     python benchmarks/soak_env.py                                   # the shipped world
     python benchmarks/soak_env.py --checkpoint runs/rad --frames 100000 --envs 8 --json soak.json
@@ -75,6 +80,70 @@ class FiniteWatch:
         return sum(self.counts.values())
 
 
+class IDMWatch:
+    """Counts how often the judge names the action behind an imagined transition (a row's
+    previous observation -> its new one, episodes not crossed): per block, and per finished
+    episode of each row by its number (0: every row's first episode), so that episodes of the
+    same ages are compared across the soak."""
+
+    def __init__(self, path: str) -> None:
+        from world_model.evaluation.idm import load_idm
+
+        self.idm = load_idm(path)
+        self.prev_maps = None
+        self.right = self.seen = 0
+        self.rows: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # right, seen, episode
+        self.episodes: dict[int, list[int]] = {}  # episode number -> [right, seen] of finished ones
+
+    def observe(self, obs: np.ndarray, actions: np.ndarray | None, dones: np.ndarray | None):
+        """``obs (N, S, S, 3)`` after ``actions (N,)`` (None: the first reset); ``dones (N,)``
+        (a row that is done shows its next episode's first frame)."""
+        import torch
+
+        with torch.no_grad():
+            maps = self.idm.encode(torch.from_numpy(np.ascontiguousarray(obs)))
+            if actions is None or self.prev_maps is None:
+                self.rows = tuple(np.zeros(len(obs), np.int64) for _ in range(3))
+            else:
+                dones = np.asarray(dones, bool)
+                guess = self.idm.logits(self.prev_maps, maps).argmax(-1).cpu().numpy()
+                ok = (guess == np.asarray(actions)) & ~dones
+                right, seen, episode = self.rows
+                right += ok
+                seen += ~dones
+                self.right += int(ok.sum())
+                self.seen += int((~dones).sum())
+                for row in np.flatnonzero(dones):
+                    total = self.episodes.setdefault(int(episode[row]), [0, 0])
+                    total[0] += int(right[row])
+                    total[1] += int(seen[row])
+                    right[row] = seen[row] = 0
+                    episode[row] += 1
+        self.prev_maps = maps
+
+    def take(self) -> tuple[int, int]:
+        """(right, seen) since the last call."""
+        out = (self.right, self.seen)
+        self.right = self.seen = 0
+        return out
+
+
+def fidelity_drift(episodes: dict[int, list[int]]) -> dict | None:
+    """The judge's accuracy over every row's first finished episode and over the last episode
+    number that finished, their difference and two standard errors of it (binomial):
+    ``within_noise`` when the difference is inside that band. None before two episode numbers."""
+    if len(episodes) < 2:
+        return None
+    first, last = min(episodes), max(episodes)
+    (r1, n1), (r2, n2) = episodes[first], episodes[last]
+    p1, p2 = r1 / max(n1, 1), r2 / max(n2, 1)
+    pooled = (r1 + r2) / max(n1 + n2, 1)
+    band = 2 * float(np.sqrt(pooled * (1 - pooled) * (1 / max(n1, 1) + 1 / max(n2, 1))))
+    return {"first_episode": first, "last_episode": last, "first": p1, "last": p2,
+            "pairs": [n1, n2], "difference": p2 - p1, "two_se": band,
+            "within_noise": abs(p2 - p1) <= band}
+
+
 def make_env(args: argparse.Namespace):
     from rad_env.vector import RADVecEnv
 
@@ -100,7 +169,10 @@ def soak(args: argparse.Namespace) -> dict:
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     rng = np.random.default_rng(args.seed)
     env.seed(args.seed)
-    env.reset()
+    obs = env.reset()
+    judge = IDMWatch(args.idm) if args.idm else None
+    if judge is not None:
+        judge.observe(obs, None, None)
     loaded = peak_rss_mib()
     N = args.envs
     total_steps = -(-args.frames // N)  # ceil: at least --frames frames
@@ -109,7 +181,7 @@ def soak(args: argparse.Namespace) -> dict:
           f"episodes of {worlds.max_steps} steps; {total_steps * N} frames in blocks of "
           f"{args.every} steps ({args.every * N} frames)")
     print(f"{'block':>5} {'frames':>9} {'frames/s':>9} {'peak RSS':>10} {'RSS now':>10} "
-          f"{'episodes':>8} {'non-finite':>10}")
+          f"{'episodes':>8} {'non-finite':>10}" + (f" {'IDM acc':>8}" if judge else ""))
     blocks, episodes, frames_done, step, reported = [], 0, 0, 0, set()
     start = time.perf_counter()
     while step < total_steps:
@@ -117,8 +189,11 @@ def soak(args: argparse.Namespace) -> dict:
         sync()
         t0 = time.perf_counter()
         for _ in range(n):
-            _, _, dones, _ = env.step(rng.integers(worlds.num_actions, size=N))
+            actions = rng.integers(worlds.num_actions, size=N)
+            obs, _, dones, _ = env.step(actions)
             episodes += int(dones.sum())
+            if judge is not None:
+                judge.observe(obs, actions, dones)
         sync()
         elapsed = time.perf_counter() - t0
         step += n
@@ -128,10 +203,14 @@ def soak(args: argparse.Namespace) -> dict:
                  "episodes": episodes, "non_finite": watch.total}
         if cuda:
             block["cuda_peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
+        if judge is not None:
+            right, seen = judge.take()
+            block.update(idm_accuracy=right / max(seen, 1), idm_pairs=seen)
         blocks.append(block)
         print(f"{block['block']:>5} {frames_done:>9} {block['frames_per_s']:>9.2f} "
               f"{block['peak_rss_mib']:>8.1f}Mi {block['rss_mib']:>8.1f}Mi {episodes:>8} "
-              f"{watch.total:>10}", flush=True)
+              f"{watch.total:>10}"
+              + (f" {block['idm_accuracy']:>8.3f}" if judge is not None else ""), flush=True)
         for kind, (at, row) in watch.first.items():
             if kind not in reported:  # each kind once, where it first appeared
                 print(f"      non-finite {kind} first at batched step {at}, row {row}")
@@ -152,6 +231,11 @@ def soak(args: argparse.Namespace) -> dict:
         "first_non_finite": {k: {"step": at, "row": row} for k, (at, row) in watch.first.items()},
         "blocks": blocks,
     }
+    if judge is not None:
+        summary["idm"] = str(args.idm)
+        summary["idm_by_episode"] = {k: {"right": r, "pairs": n}
+                                     for k, (r, n) in sorted(judge.episodes.items())}
+        summary["idm_drift"] = fidelity_drift(judge.episodes)
     return summary
 
 
@@ -166,6 +250,17 @@ def print_summary(s: dict) -> None:
           f"reset; non-finite: "
           + (", ".join(f"{n} {kind}s" for kind, n in s["non_finite"].items() if n) if bad
              else "none"))
+    if "idm" in s:
+        d = s["idm_drift"]
+        if d is None:
+            print(f"judge ({s['idm']}): fewer than two episodes per row finished, no drift to "
+                  f"compare (a longer soak, or --max-steps)")
+        else:
+            print(f"judge ({s['idm']}): action named right in {d['first']:.3f} of the imagined "
+                  f"transitions of every row's episode {d['first_episode']}, {d['last']:.3f} in "
+                  f"episode {d['last_episode']} ({d['pairs'][0]} and {d['pairs'][1]} pairs; "
+                  f"difference {d['difference']:+.3f}, two standard errors {d['two_se']:.3f}: "
+                  f"{'within noise' if d['within_noise'] else 'OUTSIDE noise'})")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -184,7 +279,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--contexts", metavar="FILE", help="a context bank instead of RUN's")
     parser.add_argument("--data", metavar="DIR", help="draw contexts from these episode files")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, auto (default: cpu)")
-    parser.add_argument("--dtype", default="float32", help="float32, bfloat16, float16")
+    parser.add_argument("--dtype", default="auto",
+                        help="auto (bfloat16 where native, else float32), float32, bfloat16, float16")
+    parser.add_argument("--idm", metavar="DIR", default=None,
+                        help="inverse-dynamics judge for the per-block action fidelity (default: "
+                             "the shipped one for the shipped world; 'none' to skip)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", metavar="FILE", help="also write the summary and blocks here")
@@ -193,10 +292,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--frames, --envs and --every must be >= 1")
 
     from rad_env.worlds import SHIPPED_WORLD, world_sampler
+    from world_model.loading import shipped_weights
+
+    SHIPPED_IDM = shipped_weights("memory-maze-9x9-idm")
     from world_model.errors import RadError
 
     try:
         args.steps = world_sampler(args.checkpoint or SHIPPED_WORLD, args.steps).steps
+        if args.idm is None and args.checkpoint is None and SHIPPED_IDM.is_dir():
+            args.idm = str(SHIPPED_IDM)
+        if args.idm == "none":
+            args.idm = None
         summary = soak(args)
     except RadError as exc:
         hint = "" if args.checkpoint else " (pass --checkpoint RUN to soak a world you trained)"

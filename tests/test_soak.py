@@ -63,3 +63,35 @@ def test_a_non_finite_frame_or_reward_is_counted_with_its_step_and_row(soak_env)
 def test_soaking_a_missing_world_is_a_clear_error(soak_env, tmp_path, capsys):
     assert soak_env.main(["--checkpoint", str(tmp_path / "nope"), "--frames", "10"]) == 2
     assert "no such checkpoint directory" in capsys.readouterr().err
+
+
+class _OracleIDM:
+    """A judge that reads the action from the next frame's first pixel (frames carry it)."""
+
+    def encode(self, frames):
+        return frames[:, 0, 0, :1].long()
+
+    def logits(self, maps, next_maps):
+        return torch.nn.functional.one_hot(next_maps[:, 0], 6).float()
+
+
+def test_the_judge_counts_transitions_within_episodes_and_the_drift_band(soak_env):
+    watch = soak_env.IDMWatch.__new__(soak_env.IDMWatch)
+    watch.idm, watch.prev_maps, watch.right, watch.seen = _OracleIDM(), None, 0, 0
+    watch.rows, watch.episodes = None, {}
+    frames = lambda values: np.array(values, np.uint8)[:, None, None, None] * np.ones(
+        (1, 4, 4, 3), np.uint8)
+    watch.observe(frames([0, 0, 0]), None, None)  # the reset: no transition yet
+    watch.observe(frames([2, 5, 1]), np.array([2, 5, 3]), np.array([False, False, True]))
+    watch.observe(frames([4, 4, 4]), np.array([4, 1, 4]), np.array([False, False, False]))
+    assert watch.take() == (4, 5)  # row 2's first pair crossed a reset; row 1 misjudged once
+    assert watch.take() == (0, 0)
+    assert watch.episodes == {0: [0, 0]}  # row 2's first episode ended before any pair
+    watch.observe(frames([3, 3, 3]), np.array([3, 3, 3]), np.array([True, True, False]))
+    assert watch.episodes == {0: [3, 4]}  # rows 0 and 1 finished their first episodes
+    assert soak_env.fidelity_drift(watch.episodes) is None  # one episode number only
+    drift = soak_env.fidelity_drift({0: [200, 400], 2: [180, 400]})
+    assert drift["difference"] == pytest.approx(-0.05)
+    assert drift["two_se"] == pytest.approx(2 * np.sqrt(0.475 * 0.525 * 2 / 400))
+    assert drift["within_noise"]  # 0.05 < 0.0706
+    assert not soak_env.fidelity_drift({0: [200, 400], 1: [120, 400]})["within_noise"]
