@@ -5,7 +5,8 @@ Measured in one run, each part in its own fresh process (clean peak memory, no c
 * real: the real Memory Maze 9x9 (``MemoryMazeEnv``), random actions, steps/s; as installed
   and with the vectorised target-contact check (``world_model.sim.fast_maze``).
 * imagined: ``BatchedWorlds`` (the engine core of RADEnv/RADVecEnv) at batch 1, 8, 32, 64, in
-  float32 and bfloat16 (autocast), with 1 and 2 torch threads (and compiled, ``--compile``): frames/s
+  float32 and bfloat16 (autocast), with 1 and 2 torch threads, or the rows split across
+  ``--processes`` worker processes (``EnvConfig.processes``), and compiled (``--compile``): frames/s
   (all rows, decode included), seconds per batched step, engine state per env, and peak memory
   per env (peak RSS after stepping minus RSS after loading the world, over the batch).
 * long: time per step near step 10 and near step ``--long`` (1000) of one rollout (batch 1):
@@ -27,6 +28,7 @@ import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -57,33 +59,52 @@ def worker_real(job: dict) -> dict:
     return {"real_steps_per_s": out}
 
 
+def tree_rss_mib(worlds) -> float:
+    """Peak resident memory of this process plus, for rows in worker processes
+    (``EnvConfig.processes``), each worker's peak (``VmHWM``), in MiB."""
+    total = rss_mib()
+    for proc in getattr(worlds, "_procs", []):
+        try:
+            status = Path(f"/proc/{proc.pid}/status").read_text()
+        except OSError:
+            continue
+        total += next((int(line.split()[1]) for line in status.splitlines()
+                       if line.startswith("VmHWM:")), 0) / 1024
+    return total
+
+
 def worker_imagine(job: dict) -> dict:
     import torch
 
-    from rad_env.worlds import BatchedWorlds
+    from rad_env.sharded import make_worlds
 
     if job["threads"]:
         torch.set_num_threads(job["threads"])
     B = job["batch"]
-    worlds = BatchedWorlds(B, job["checkpoint"], steps=job["steps"], device=job["device"],
-                           dtype=job["dtype"], max_steps=10**9, compile=job["compile"])
-    loaded = rss_mib()
+    worlds = make_worlds(B, job["checkpoint"], steps=job["steps"], device=job["device"],
+                         dtype=job["dtype"], max_steps=10**9, compile=job["compile"],
+                         processes=job.get("processes", 1))
+    loaded = tree_rss_mib(worlds)
     worlds.reset_rows(range(B))
     rng = np.random.default_rng(0)
     for _ in range(job["warmup"]):
         worlds.step(rng.integers(worlds.num_actions, size=B))
-    sync = torch.cuda.synchronize if worlds.engine.device.type == "cuda" else (lambda: None)
+    sync = torch.cuda.synchronize if job["device"].startswith("cuda") else (lambda: None)
     sync()
     start = time.perf_counter()
     for _ in range(job["frames"]):
         worlds.step(rng.integers(worlds.num_actions, size=B))
     sync()
     elapsed = time.perf_counter() - start
-    return {"batch": B, "frames_per_s": B * job["frames"] / elapsed,
-            "s_per_batched_step": elapsed / job["frames"],
-            "state_bytes_per_env": worlds.state_bytes(),
-            "peak_mib_per_env": (rss_mib() - loaded) / B, "peak_rss_mib": rss_mib(),
-            "threads": torch.get_num_threads(), "device": str(worlds.engine.device)}
+    peak = tree_rss_mib(worlds)
+    out = {"batch": B, "frames_per_s": B * job["frames"] / elapsed,
+           "s_per_batched_step": elapsed / job["frames"],
+           "state_bytes_per_env": worlds.state_bytes(),
+           "peak_mib_per_env": (peak - loaded) / B, "peak_rss_mib": peak,
+           "processes": getattr(worlds, "processes", 1),
+           "threads": getattr(worlds, "threads", torch.get_num_threads()), "device": job["device"]}
+    worlds.close()
+    return out
 
 
 def worker_long(job: dict) -> dict:
@@ -140,6 +161,10 @@ def main() -> None:
                         help="torch thread counts to measure (default: 1 2)")
     parser.add_argument("--compile", action="store_true",
                         help="also measure the compiled engine (RolloutEngine compile=True)")
+    parser.add_argument("--processes", type=int, nargs="+", default=[1],
+                        help="worker processes the rows are split across (EnvConfig.processes; "
+                             "above 1 each takes cpu_count // processes threads, --threads is "
+                             "for 1 only)")
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -157,26 +182,28 @@ def main() -> None:
     print(f"real Memory Maze 9x9: {real['as_installed']:.1f} steps/s as installed, "
           f"{real['fast_contacts']:.1f} steps/s with the vectorised contact check (patched)")
     rows = []
-    print(f"{'dtype':>8} {'compiled':>8} {'threads':>7} {'batch':>5} {'frames/s':>9} {'s/step':>8} "
-          f"{'vs patched':>10} {'state/env':>10} {'peak/env':>9}")
+    print(f"{'dtype':>8} {'compiled':>8} {'procs':>5} {'threads':>7} {'batch':>5} {'frames/s':>9} "
+          f"{'s/step':>8} {'vs patched':>10} {'state/env':>10} {'peak/env':>9}")
+    cells = [(p, t) for p in args.processes for t in (args.threads if p == 1 else [0])]
     for dtype in args.dtypes:
         for compiled in ([False, True] if args.compile else [False]):
-            for threads in args.threads:
+            for processes, threads in cells:
                 for batch in args.batches:
                     r = run_worker({"kind": "imagine", "batch": batch, "frames": args.frames,
                                     "warmup": args.warmup, "dtype": dtype, "threads": threads,
-                                    "compile": compiled, **common})
+                                    "compile": compiled, "processes": processes, **common})
                     r.update(dtype=dtype, compiled=compiled,
                              ratio_to_patched=r["frames_per_s"] / real["fast_contacts"])
                     rows.append(r)
-                    print(f"{dtype:>8} {compiled!s:>8} {r['threads']:>7} {batch:>5} "
+                    print(f"{dtype:>8} {compiled!s:>8} {r['processes']:>5} {r['threads']:>7} {batch:>5} "
                           f"{r['frames_per_s']:>9.2f} {r['s_per_batched_step']:>8.3f} "
                           f"{r['ratio_to_patched']:>9.2f}x "
                           f"{r['state_bytes_per_env'] / 2**20:>8.2f}MiB "
                           f"{r['peak_mib_per_env']:>7.1f}MiB", flush=True)
     result = {"config": {**common, "frames": args.frames}, "real": real, "imagined": rows}
     if args.long:
-        best = max(rows, key=lambda r: r["frames_per_s"] if r["batch"] == 1 else -1)
+        best = max(rows, key=lambda r: r["frames_per_s"] if r["batch"] == 1 and r["processes"] == 1
+                   else -1)
         long = run_worker({"kind": "long", "long": args.long, "dtype": best["dtype"],
                            "threads": best["threads"], "compile": best["compiled"], **common})
         result["long"] = long

@@ -32,7 +32,8 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from rad_env.config import EnvConfig
-from rad_env.worlds import BatchedWorlds, WorldSnapshot
+from rad_env.sharded import make_worlds
+from rad_env.worlds import WorldSnapshot
 from world_model.errors import UserError
 
 try:  # stable-baselines3 is the optional extra `rl`; only RADVecEnv needs it
@@ -80,7 +81,7 @@ class RADVecEnv(_SB3VecEnv if _SB3VecEnv is not None else object):  # type: igno
             raise UserError("RADVecEnv needs stable-baselines3: pip install 'rad-env[rl]'")
         if render_mode not in (None, "rgb_array"):
             raise UserError(f"render_mode={render_mode!r}: expected 'rgb_array' or None")
-        self.worlds = BatchedWorlds(num_envs, checkpoint, config=config, **options)
+        self.worlds = make_worlds(num_envs, checkpoint, config, **options)
         self.render_mode = render_mode
         super().__init__(num_envs, self.worlds.observation_space, self.worlds.action_space)
         self._actions: np.ndarray | None = None
@@ -188,7 +189,7 @@ class RADVectorEnv(VectorEnv):
         if autoreset_mode not in modes and not isinstance(autoreset_mode, AutoresetMode):
             raise UserError(f"autoreset_mode={autoreset_mode!r}: expected one of {list(modes)}")
         self.autoreset_mode = AutoresetMode(modes.get(autoreset_mode, autoreset_mode))
-        self.worlds = BatchedWorlds(num_envs, checkpoint, config=config, **options)
+        self.worlds = make_worlds(num_envs, checkpoint, config, **options)
         self.num_envs = num_envs
         self.render_mode = render_mode
         self.metadata = dict(self.metadata, autoreset_mode=self.autoreset_mode)

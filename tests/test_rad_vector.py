@@ -215,3 +215,47 @@ def test_agents_train_ppo_in_imagination_and_score_a_policy(tmp_path, tiny_world
         assert result.lengths == [5, 5] and len(result.returns) == 2
     with pytest.raises(UserError, match="exceeds the rollout buffer"):
         train_ppo(PPOConfig(checkpoint=str(tiny_world), num_envs=1, n_steps=8, batch_size=16))
+
+
+# -- rows split across worker processes (EnvConfig.processes) ------------------------------------
+def test_rows_split_across_processes_match_one_process(tiny_world):
+    """Three rows in two worker processes: the same first frames, frames up to the rounding of a
+    smaller batch, the same resets, infos and truncation; snapshots restore; errors arrive here."""
+    from rad_env.sharded import ShardedWorlds
+
+    actions = np.array([[1, 2, 3], [4, 4, 4], [0, 5, 1], [2, 2, 2]])
+    runs = {}
+    for processes in (1, 2):
+        env = RADVecEnv(3, tiny_world, steps=STEPS, max_steps=3, processes=processes,
+                        dtype="float32")
+        env.seed(10)
+        frames, dones, infos = [env.reset()], [], []
+        for a in actions:
+            obs, _, done, info = env.step(a)
+            frames.append(obs)
+            dones.append(done)
+            infos.append([{k: v for k, v in i.items() if k != "terminal_observation"} for i in info])
+        runs[processes] = (frames, dones, infos, [dict(r) for r in env.reset_infos])
+        if processes == 2:
+            assert isinstance(env.worlds, ShardedWorlds) and list(env.worlds.starts) == [0, 2, 3]
+            snapshot = env.get_state()
+            first = [env.step(np.array([1, 2, 3]))[0] for _ in range(2)]
+            env.set_state(snapshot)
+            assert all(np.array_equal(a, env.step(np.array([1, 2, 3]))[0]) for a in first)
+            with pytest.raises(UserError, match=r"action 6 at index 1 is outside Discrete\(6\)"):
+                env.step(np.array([0, 6, 1]))
+        env.close()
+    (f1, d1, i1, r1), (f2, d2, i2, r2) = runs[1], runs[2]
+    assert np.array_equal(f1[0], f2[0])  # the same real contexts from the same seeds
+    for a, b in zip(f1[1:], f2[1:]):
+        diff = np.abs(a.astype(int) - b.astype(int))
+        assert diff.max() <= 3 and diff.mean() < 0.1
+    assert [d.tolist() for d in d1] == [d.tolist() for d in d2] == [[False] * 3] * 2 + \
+        [[True] * 3] + [[False] * 3]
+    assert r1 == r2
+    for a, b in zip(sum(i1, []), sum(i2, [])):  # the heads' outputs up to the same rounding
+        assert a.keys() == b.keys() and all(a[k] == pytest.approx(b[k], abs=1e-3) for k in a)
+    with pytest.raises(UserError, match="processes must be >= 1"):
+        RADVecEnv(2, tiny_world, processes=0)
+    with pytest.raises(UserError, match="sampler steps must be >= 1"):  # raised in a worker
+        RADVectorEnv(2, tiny_world, steps=0, processes=2)
