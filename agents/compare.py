@@ -41,7 +41,8 @@ RANDOM = "random"
 TABLE_JSON = "table.json"
 TABLE_MD = "table.md"
 #: Options that do not change what a cell measures: a table may mix them.
-_NOT_SETTINGS = ("algos", "envs", "seeds", "out", "world_device", "world_compile", "policy_device")
+_NOT_SETTINGS = ("algos", "envs", "seeds", "out", "world_device", "world_compile",
+                 "world_processes", "policy_device")
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,8 @@ class CompareConfig:
     """Device of the world model (cpu, cuda, auto)."""
     world_compile: bool = False
     """``torch.compile`` the world's frame pass for the imagination runs (faster, same settings)."""
+    world_processes: int = 1
+    """Worker processes the imagined worlds' rows are split across (rad_env ``processes``)."""
     policy_device: str = "auto"
     """Device of the PPO networks."""
     out: str = "runs/compare"
@@ -118,7 +121,7 @@ class CompareConfig:
             algo=algo, env=env, checkpoint=self.checkpoint, num_envs=self.num_envs,
             total_timesteps=self.timesteps, sampling_steps=self.sampling_steps,
             episode_steps=self.episode_steps, world_device=self.world_device,
-            world_compile=self.world_compile,
+            world_compile=self.world_compile, world_processes=self.world_processes,
             policy_device=self.policy_device, n_steps=self.n_steps, batch_size=self.batch_size,
             n_epochs=self.n_epochs, learning_rate=self.learning_rate, gamma=self.gamma,
             ent_coef=self.ent_coef, seed=seed,

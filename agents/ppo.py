@@ -53,7 +53,7 @@ STATS_FILE = "train_stats.json"
 PARTIAL_MODEL = "partial.zip"
 PARTIAL_STATE = "partial.json"
 #: PPOConfig fields that do not change what a run trains (a resumed or finished run may differ).
-_NOT_SETTINGS = ("checkpoint_every", "world_compile")
+_NOT_SETTINGS = ("checkpoint_every", "world_compile", "world_processes")
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,9 @@ class PPOConfig:
     world_compile: bool = False
     """``torch.compile`` the world's frame pass (rad_env ``compile=True``: about 1.5x the imagined
     steps/s at batch 32 on CPU, docs/env.md); unused with --env real."""
+    world_processes: int = 1
+    """Worker processes the imagined worlds' rows are split across (rad_env ``processes``: one
+    engine each, cpu_count // processes threads; docs/env.md); unused with --env real."""
     policy_device: str = "auto"
     """Device of the PPO networks."""
     n_steps: int = 128
@@ -127,7 +130,7 @@ def make_imagined_vec_env(cfg: PPOConfig, seed: int | None = None) -> Any:
 
     env = RADVecEnv(cfg.num_envs, cfg.checkpoint, steps=cfg.sampling_steps,
                     max_steps=cfg.episode_steps, device=cfg.world_device,
-                    compile=cfg.world_compile)
+                    compile=cfg.world_compile, processes=cfg.world_processes)
     env.seed(cfg.seed if seed is None else seed)
     return VecMonitor(env)
 
