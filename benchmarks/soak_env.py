@@ -130,11 +130,15 @@ class IDMWatch:
 
 def fidelity_drift(episodes: dict[int, list[int]]) -> dict | None:
     """The judge's accuracy over every row's first finished episode and over the last episode
-    number that finished, their difference and two standard errors of it (binomial):
-    ``within_noise`` when the difference is inside that band. None before two episode numbers."""
-    if len(episodes) < 2:
+    number whose finished episodes hold at least half as many transitions (so that they cover
+    the same ages: a world that ends episodes early leaves a few short ones at the end), their
+    difference and two standard errors of it (binomial): ``within_noise`` when the difference is
+    inside that band. None before two such episode numbers."""
+    first = min(episodes, default=None)
+    full = [k for k in episodes if k != first and 2 * episodes[k][1] >= episodes[first][1]]
+    if first is None or not full:
         return None
-    first, last = min(episodes), max(episodes)
+    last = max(full)
     (r1, n1), (r2, n2) = episodes[first], episodes[last]
     p1, p2 = r1 / max(n1, 1), r2 / max(n2, 1)
     pooled = (r1 + r2) / max(n1 + n2, 1)
@@ -253,8 +257,8 @@ def print_summary(s: dict) -> None:
     if "idm" in s:
         d = s["idm_drift"]
         if d is None:
-            print(f"judge ({s['idm']}): fewer than two episodes per row finished, no drift to "
-                  f"compare (a longer soak, or --max-steps)")
+            print(f"judge ({s['idm']}): fewer than two full rounds of episodes finished, no "
+                  f"drift to compare (a longer soak, or --max-steps)")
         else:
             print(f"judge ({s['idm']}): action named right in {d['first']:.3f} of the imagined "
                   f"transitions of every row's episode {d['first_episode']}, {d['last']:.3f} in "

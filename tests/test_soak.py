@@ -95,3 +95,5 @@ def test_the_judge_counts_transitions_within_episodes_and_the_drift_band(soak_en
     assert drift["two_se"] == pytest.approx(2 * np.sqrt(0.475 * 0.525 * 2 / 400))
     assert drift["within_noise"]  # 0.05 < 0.0706
     assert not soak_env.fidelity_drift({0: [200, 400], 1: [120, 400]})["within_noise"]
+    late = soak_env.fidelity_drift({0: [200, 400], 1: [190, 390], 2: [60, 100]})
+    assert late["last_episode"] == 1  # episode 2: a few early-ended (short, young) episodes
