@@ -53,7 +53,9 @@ def worker_real(job: dict) -> dict:
             env.step(int(a))
         start = time.perf_counter()
         for a in rng.integers(6, size=job["n"]):
-            env.step(int(a))
+            _, _, terminated, truncated, _ = env.step(int(a))
+            if terminated or truncated:  # a new episode, as an RL run would (resets included)
+                env.reset()
         out[name] = job["n"] / (time.perf_counter() - start)
         env.close()
     return {"real_steps_per_s": out}
