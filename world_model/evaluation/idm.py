@@ -17,21 +17,19 @@ accuracy it was measured with. Nothing is unpickled.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
-from world_model.errors import CheckpointError, UserError, require
+from world_model.errors import UserError, require
 from world_model.latents import frames_to_float
+from world_model.weights import ModelKind
 
-IDM_KIND = "rad-idm"
-IDM_VERSION = 1
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
+#: How an IDM directory is saved (:mod:`world_model.weights`); fields it does not know are ignored.
+IDM = ModelKind("rad-idm", 1, "an inverse-dynamics model", "rad train-idm", "idm.json",
+                strict=False)
 
 
 @dataclass(frozen=True)
@@ -141,17 +139,9 @@ def judge(idm: InverseDynamicsModel, frames: Tensor, batch: int = 512
 def save_idm(path: str | Path, model: InverseDynamicsModel,
              measured: dict | None = None) -> Path:
     """Write ``config.json`` and ``model.safetensors`` (and ``idm.json`` with ``measured``)."""
-    from world_model.io import atomic_write_text
-    from world_model.weights import save_weights
+    from world_model.weights import save_tagged
 
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    save_weights(path / WEIGHTS_FILE, model.state_dict())
-    cfg = {"kind": IDM_KIND, "version": IDM_VERSION, **dataclasses.asdict(model.cfg)}
-    atomic_write_text(path / CONFIG_FILE, json.dumps(cfg, indent=2) + "\n")
-    if measured is not None:
-        atomic_write_text(path / "idm.json", json.dumps(measured, indent=2) + "\n")
-    return path
+    return save_tagged(path, IDM, model, model.cfg, measured)
 
 
 def load_idm(path: str | Path, device: str | torch.device = "cpu") -> InverseDynamicsModel:
@@ -161,29 +151,6 @@ def load_idm(path: str | Path, device: str | torch.device = "cpu") -> InverseDyn
         CheckpointError: a missing or foreign directory (a world checkpoint is named as such),
             another version, or weights that do not fit the config.
     """
-    from world_model.weights import load_state_into
+    from world_model.weights import load_tagged
 
-    path = Path(path)
-    cfg_file = path / CONFIG_FILE
-    if not cfg_file.is_file():
-        raise CheckpointError(f"{path}: not an IDM directory (no {CONFIG_FILE}); train one with "
-                              f"`rad train-idm`")
-    try:
-        raw = json.loads(cfg_file.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{cfg_file}: not valid JSON ({exc})") from exc
-    if not isinstance(raw, dict) or raw.get("kind") != IDM_KIND:
-        what = "a world checkpoint" if isinstance(raw, dict) and "model" in raw else "not an IDM"
-        raise CheckpointError(f"{path}: {what}, not an inverse-dynamics model (`rad train-idm` "
-                              f"writes those)")
-    if raw.get("version") != IDM_VERSION:
-        raise CheckpointError(f"{cfg_file}: IDM format version {raw.get('version')!r} is not "
-                              f"supported (this rad-env reads {IDM_VERSION})")
-    fields = {f.name for f in dataclasses.fields(IDMConfig)}
-    try:
-        cfg = IDMConfig(**{k: v for k, v in raw.items() if k in fields})
-    except (TypeError, UserError) as exc:
-        raise CheckpointError(f"{cfg_file}: {exc}") from exc
-    model = InverseDynamicsModel(cfg)
-    load_state_into(model, path / WEIGHTS_FILE)
-    return model.eval().requires_grad_(False).to(device)
+    return load_tagged(path, IDM, IDMConfig, InverseDynamicsModel, device)

@@ -20,21 +20,17 @@ with. A world directory that holds one in ``reward/`` gets it from
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
-from world_model.errors import CheckpointError, UserError, require
+from world_model.errors import UserError, require
+from world_model.weights import ModelKind
 
-REWARD_KIND = "rad-reward"
-REWARD_VERSION = 1
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
-MEASURED_FILE = "reward.json"
+#: How a reward model directory is saved (:mod:`world_model.weights`).
+REWARD = ModelKind("rad-reward", 1, "a reward model", "rad train-reward", "reward.json")
 
 
 @dataclass(frozen=True)
@@ -97,17 +93,9 @@ class RewardModel(nn.Module):
 
 def save_reward_model(path: str | Path, model: RewardModel, measured: dict | None = None) -> Path:
     """Write ``config.json`` and ``model.safetensors`` (and ``reward.json`` with ``measured``)."""
-    from world_model.io import atomic_write_text
-    from world_model.weights import save_weights
+    from world_model.weights import save_tagged
 
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    save_weights(path / WEIGHTS_FILE, model.state_dict())
-    cfg = {"kind": REWARD_KIND, "version": REWARD_VERSION, **dataclasses.asdict(model.cfg)}
-    atomic_write_text(path / CONFIG_FILE, json.dumps(cfg, indent=2) + "\n")
-    if measured is not None:
-        atomic_write_text(path / MEASURED_FILE, json.dumps(measured, indent=2) + "\n")
-    return path
+    return save_tagged(path, REWARD, model, model.cfg, measured)
 
 
 def load_reward_model(path: str | Path, device: str | torch.device = "cpu") -> RewardModel:
@@ -117,32 +105,6 @@ def load_reward_model(path: str | Path, device: str | torch.device = "cpu") -> R
         CheckpointError: a missing or foreign directory, another version, or weights that do
             not fit the config (each named).
     """
-    from world_model.weights import load_state_into
+    from world_model.weights import load_tagged
 
-    path = Path(path)
-    cfg_file = path / CONFIG_FILE
-    if not cfg_file.is_file():
-        raise CheckpointError(f"{path}: not a reward model directory (no {CONFIG_FILE}); train "
-                              f"one with `rad train-reward`")
-    try:
-        raw = json.loads(cfg_file.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{cfg_file}: not valid JSON ({exc})") from exc
-    if not isinstance(raw, dict) or raw.get("kind") != REWARD_KIND:
-        what = "a world checkpoint" if isinstance(raw, dict) and "model" in raw else "not one"
-        raise CheckpointError(f"{path}: {what}, not a reward model (`rad train-reward` writes "
-                              f"those)")
-    if raw.get("version") != REWARD_VERSION:
-        raise CheckpointError(f"{cfg_file}: reward model format version {raw.get('version')!r} "
-                              f"is not supported (this rad-env reads {REWARD_VERSION})")
-    known = {f.name for f in dataclasses.fields(RewardModelConfig)}
-    unknown = sorted(set(raw) - known - {"kind", "version"})
-    if unknown:
-        raise CheckpointError(f"{cfg_file}: unknown field(s) {unknown}")
-    try:
-        cfg = RewardModelConfig(**{k: v for k, v in raw.items() if k in known})
-    except (TypeError, UserError) as exc:
-        raise CheckpointError(f"{cfg_file}: {exc}") from exc
-    model = RewardModel(cfg)
-    load_state_into(model, path / WEIGHTS_FILE)
-    return model.eval().requires_grad_(False).to(device)
+    return load_tagged(path, REWARD, RewardModelConfig, RewardModel, device)

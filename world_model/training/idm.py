@@ -13,8 +13,6 @@ confusion matrix and the majority-class rate.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,16 +26,14 @@ from world_model.data.dataset import split_episodes
 from world_model.data.format import list_episodes
 from world_model.data.store import EpisodeStore
 from world_model.devices import resolve_device
-from world_model.errors import CheckpointError, DataError, UserError
+from world_model.errors import DataError
 from world_model.evaluation.idm import IDMConfig, InverseDynamicsModel, save_idm
-from world_model.io import atomic_write_text
 from world_model.training.idm_config import IDMTrainConfig
-from world_model.training.run_dir import RunDir
+from world_model.training.run_dir import RunDir, check_resume_shape, write_train_config
 from world_model.training.trainer import Trainer
 
 logger = logging.getLogger(__name__)
 
-TRAIN_CONFIG_FILE = "train_config.json"
 
 
 class IDMObjective(nn.Module):
@@ -106,11 +102,10 @@ def train_idm(data_dir: str | Path, out_dir: str | Path, config: IDMTrainConfig 
                       warmup_steps=config.warmup_steps, grad_clip=1.0, max_nonfinite=1,
                       advice="lower --lr", device=device)
     if run_dir.resuming:
-        _check_resume(out, model.cfg)
+        check_resume_shape(out, "idm", model.cfg, "IDM shape or data")
         run_dir.restore(run_dir.read_state(), trainer)
     run_dir.create()
-    atomic_write_text(out / TRAIN_CONFIG_FILE, json.dumps(
-        {"train": dataclasses.asdict(config), "idm": dataclasses.asdict(model.cfg)}, indent=2))
+    write_train_config(out, config, "idm", model.cfg)
     held_out = [torch.from_numpy(x) for x in
                 val.draw_transitions(np.random.default_rng([config.seed, 1 << 20]), config.val_pairs)]
     scores: dict = {}
@@ -141,13 +136,3 @@ def train_idm(data_dir: str | Path, out_dir: str | Path, config: IDMTrainConfig 
               "val_episodes": len(val.frames), **scores}
     save_idm(out, model.cpu(), scores)
     return scores
-
-
-def _check_resume(out: Path, cfg: IDMConfig) -> None:
-    path = out / TRAIN_CONFIG_FILE
-    try:
-        saved = json.loads(path.read_text())["idm"]
-    except (OSError, ValueError, KeyError) as exc:
-        raise CheckpointError(f"{path}: cannot check that --resume matches ({exc})") from exc
-    if saved != json.loads(json.dumps(dataclasses.asdict(cfg))):
-        raise UserError(f"{out}: --resume with another IDM shape or data (saved {saved})")

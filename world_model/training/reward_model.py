@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import logging
 import math
 from collections.abc import Callable, Iterator
@@ -35,17 +34,15 @@ from world_model.data.checks import index_episodes
 from world_model.data.dataset import split_episodes
 from world_model.data.format import list_episodes
 from world_model.devices import resolve_device
-from world_model.errors import CheckpointError, DataError, UserError
-from world_model.io import atomic_write_text
+from world_model.errors import DataError, UserError
 from world_model.network.reward_model import RewardModel, RewardModelConfig, save_reward_model
 from world_model.training.latent_cache import LatentEpisodes, encode_data
 from world_model.training.reward_config import RewardTrainConfig
-from world_model.training.run_dir import RunDir
+from world_model.training.run_dir import RunDir, check_resume_shape, write_train_config
 from world_model.training.trainer import Trainer
 
 logger = logging.getLogger(__name__)
 
-TRAIN_CONFIG_FILE = "train_config.json"
 
 
 class RewardSteps:
@@ -216,12 +213,10 @@ def train_reward_model(data_dir: str | Path, world: str | Path, out_dir: str | P
                       warmup_steps=config.warmup_steps, grad_clip=1.0, max_nonfinite=1,
                       advice="lower --lr", device=device)
     if run_dir.resuming:
-        _check_resume(out, model.cfg)
+        check_resume_shape(out, "reward_model", model.cfg, "reward model shape")
         run_dir.restore(run_dir.read_state(), trainer)
     run_dir.create()
-    atomic_write_text(out / TRAIN_CONFIG_FILE, json.dumps(
-        {"train": dataclasses.asdict(config), "reward_model": dataclasses.asdict(model.cfg)},
-        indent=2))
+    write_train_config(out, config, "reward_model", model.cfg)
     scores: dict = {}
 
     def batches(start: int) -> Iterator:
@@ -254,13 +249,3 @@ def train_reward_model(data_dir: str | Path, world: str | Path, out_dir: str | P
         saved.head[-1].bias += shift
     save_reward_model(out, saved, scores)
     return scores
-
-
-def _check_resume(out: Path, cfg: RewardModelConfig) -> None:
-    path = out / TRAIN_CONFIG_FILE
-    try:
-        saved = json.loads(path.read_text())["reward_model"]
-    except (OSError, ValueError, KeyError) as exc:
-        raise CheckpointError(f"{path}: cannot check that --resume matches ({exc})") from exc
-    if saved != json.loads(json.dumps(dataclasses.asdict(cfg))):
-        raise UserError(f"{out}: --resume with another reward model shape (saved {saved})")

@@ -21,6 +21,8 @@ states are gathered) and only the main process writes.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -29,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from world_model.errors import CheckpointError, UserError
-from world_model.io import atomic_write
+from world_model.io import atomic_write, atomic_write_text
 from world_model.training import distributed as D
 from world_model.training.distributed import DistInfo
 from world_model.training.train_state import (
@@ -169,3 +171,31 @@ def _to_cpu(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return type(value)(_to_cpu(v) for v in value)
     return value
+
+
+#: The options of a small model's run and the model's shape (IDM, reward model), beside its state.
+TRAIN_CONFIG_FILE = "train_config.json"
+
+
+def write_train_config(out: Path, config: Any, key: str, shape: Any) -> None:
+    """Write ``train_config.json``: the trainer's ``config`` under ``"train"`` and the model's
+    ``shape`` (a config dataclass) under ``key``, for :func:`check_resume_shape`."""
+    atomic_write_text(out / TRAIN_CONFIG_FILE, json.dumps(
+        {"train": dataclasses.asdict(config), key: dataclasses.asdict(shape)}, indent=2))
+
+
+def check_resume_shape(out: Path, key: str, shape: Any, what: str) -> None:
+    """Refuse ``--resume`` of the run in ``out`` when the model ``shape`` saved under ``key`` of
+    its ``train_config.json`` is not ``shape`` (``what`` names the model in the error).
+
+    Raises:
+        CheckpointError: the file is missing or unreadable.
+        UserError: another shape.
+    """
+    path = out / TRAIN_CONFIG_FILE
+    try:
+        saved = json.loads(path.read_text())[key]
+    except (OSError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"{path}: cannot check that --resume matches ({exc})") from exc
+    if saved != json.loads(json.dumps(dataclasses.asdict(shape))):
+        raise UserError(f"{out}: --resume with another {what} (saved {saved})")
