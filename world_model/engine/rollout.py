@@ -251,7 +251,8 @@ class RolloutEngine(MemoryBookkeeping):
 
     def _sample(self, state: WorldState, actions) -> tuple[Tensor, Tensor, FramePlan]:
         """The sampler's output ``(B, C, h, w)`` for the rows' next frame under ``actions``
-        (checked here), with the checked actions and the frame's plan; the state is unchanged."""
+        (checked here), with the checked actions and the frame's plan; of the state only the rows'
+        noise generators advance."""
         actions = self._actions(actions, (state.batch_size,))
         plan = self.plan(state)
 
