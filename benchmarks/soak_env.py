@@ -11,8 +11,9 @@ the first block to the end (a leak shows as growth that keeps rising with ``--fr
 and auto-resets. With ``--idm DIR`` (an inverse-dynamics judge, ``rad train-idm``; the shipped
 one by default for the shipped world) every block also reports the judge's accuracy on the
 block's imagined transitions (frame, next frame of the same episode, under the action taken): the
-world's action fidelity should not decay over the soak, so the summary compares the last block
-with the first against two standard errors of their difference. Exit status 1 when anything was
+world's action fidelity should not decay over the soak, so the summary compares every row's
+first finished episode with the last round of episodes as long as it (the same ages of rollout)
+against two standard errors of their difference. Exit status 1 when anything was
 non-finite.
 
     python benchmarks/soak_env.py                                   # the shipped world
@@ -86,10 +87,9 @@ class IDMWatch:
     episode of each row by its number (0: every row's first episode), so that episodes of the
     same ages are compared across the soak."""
 
-    def __init__(self, path: str) -> None:
-        from world_model.evaluation.idm import load_idm
-
-        self.idm = load_idm(path)
+    def __init__(self, idm) -> None:
+        self.idm = idm
+        """The judge (``world_model.evaluation.idm.load_idm``): ``encode`` and ``logits``."""
         self.prev_maps = None
         self.right = self.seen = 0
         self.rows: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # right, seen, episode
@@ -174,7 +174,11 @@ def soak(args: argparse.Namespace) -> dict:
     rng = np.random.default_rng(args.seed)
     env.seed(args.seed)
     obs = env.reset()
-    judge = IDMWatch(args.idm) if args.idm else None
+    judge = None
+    if args.idm:
+        from world_model.evaluation.idm import load_idm
+
+        judge = IDMWatch(load_idm(args.idm))
     if judge is not None:
         judge.observe(obs, None, None)
     loaded = peak_rss_mib()

@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from gymnasium.error import ResetNeeded
 
 from rad_env.config import EnvConfig
 from rad_env.worlds import BatchedWorlds, StepResult, WorldSnapshot
@@ -95,6 +94,8 @@ class ShardedSnapshot:
     :meth:`ShardedWorlds.snapshot` returns and :meth:`ShardedWorlds.restore` takes)."""
 
     parts: list[WorldSnapshot]
+    reset_infos: dict[int, dict[str, Any]]
+    """Every row's info after its last reset, as :meth:`ShardedWorlds.reset_info` gives it."""
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -139,9 +140,8 @@ class ShardedWorlds:
             setattr(self, name, meta[name])
         H = self.frame_size
         self.obs = np.zeros((N, H, H, 3), np.uint8)
-        self.episode_step = np.zeros(N, np.int64)
-        self.ended = np.ones(N, bool)
-        self.started = np.zeros(N, bool)
+        """``(N, H, W, 3)``: every row's last frame (the episode counters, the started and ended
+        flags live in the shards, which raise ``ResetNeeded`` before a reset)."""
         self._reset_infos: dict[int, dict[str, Any]] = {}
 
     # -- talking to the shards -------------------------------------------------------------------
@@ -196,8 +196,6 @@ class ShardedWorlds:
             self.obs[start:int(self.starts[k + 1])] = obs
             for j, info in infos.items():
                 self._reset_infos[start + j] = info
-        rows = [int(r) for r in rows]
-        self.episode_step[rows], self.ended[rows], self.started[rows] = 0, False, True
 
     def reset_info(self, row: int) -> dict[str, Any]:
         """Row ``row``'s info after its last reset."""
@@ -206,7 +204,6 @@ class ShardedWorlds:
     # -- frames ----------------------------------------------------------------------------------
     def step(self, actions: Any) -> StepResult:
         """Imagine one frame for every row: ``actions (N,)`` -> the merged :class:`StepResult`."""
-        self._require_started()
         actions = check_actions(actions, (self.num_envs,), self.num_actions).cpu().numpy()
         parts = self._call({k: ("step", (actions[s],)) for k, s in enumerate(self._slices())})
         return self._merge([parts[k] for k in range(self.processes)])
@@ -214,7 +211,6 @@ class ShardedWorlds:
     def observe(self, frames: Any, actions: Any) -> StepResult:
         """Feed real frames ``(N, H, W, 3)`` uint8 reached by ``actions (N,)`` (see
         :meth:`BatchedWorlds.observe`)."""
-        self._require_started()
         frames = np.asarray(frames)
         if frames.shape[:1] != (self.num_envs,):
             raise UserError(f"frames must have {self.num_envs} rows, got shape {frames.shape}")
@@ -228,23 +224,13 @@ class ShardedWorlds:
                for f in dataclasses.fields(StepResult) if f.name not in ("imagined", "sampling_steps")}
         result = StepResult(**cat, imagined=parts[0].imagined, sampling_steps=parts[0].sampling_steps)
         self.obs[:] = result.obs
-        self.episode_step[:] = result.episode_step
-        self.ended |= result.terminated | result.truncated
         return result
-
-    def _require_started(self) -> None:
-        if not self.started.all():
-            raise ResetNeeded("step() before reset(): every environment must be reset first")
 
     # -- branching -------------------------------------------------------------------------------
     def snapshot(self) -> ShardedSnapshot:
         """Every shard's snapshot (see :meth:`BatchedWorlds.snapshot`)."""
-        self._require_started()
         parts = self._call({k: ("snapshot", ()) for k in range(self.processes)})
-        snap = ShardedSnapshot([parts[k] for k in range(self.processes)])
-        snap.extra["local"] = (self.episode_step.copy(), self.ended.copy(), self.started.copy(),
-                               dict(self._reset_infos))
-        return snap
+        return ShardedSnapshot([parts[k] for k in range(self.processes)], dict(self._reset_infos))
 
     def restore(self, snapshot: ShardedSnapshot) -> None:
         """Go back to ``snapshot`` (from this object's :meth:`snapshot`; it stays valid)."""
@@ -255,9 +241,7 @@ class ShardedWorlds:
         obs = self._call({k: ("restore", (snapshot.parts[k],)) for k in range(self.processes)})
         for k, s in enumerate(self._slices()):
             self.obs[s] = obs[k]
-        step, ended, started, infos = snapshot.extra["local"]
-        self.episode_step, self.ended, self.started = step.copy(), ended.copy(), started.copy()
-        self._reset_infos = dict(infos)
+        self._reset_infos = dict(snapshot.reset_infos)
 
     def state_bytes(self) -> int:
         """Bytes of engine state per row (shard 0's)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gymnasium
 import numpy as np
 import pytest
+from gymnasium.error import ResetNeeded
 from gymnasium.vector import AutoresetMode
 from model_utils import CONTEXT, STEPS
 
@@ -228,6 +229,8 @@ def test_rows_split_across_processes_match_one_process(tiny_world):
     for processes in (1, 2):
         env = RADVecEnv(3, tiny_world, steps=STEPS, max_steps=3, processes=processes,
                         dtype="float32")
+        with pytest.raises(ResetNeeded):  # the shards keep the episodes' state and say so
+            env.step(actions[0])
         env.seed(10)
         frames, dones, infos = [env.reset()], [], []
         for a in actions:

@@ -76,9 +76,7 @@ class _OracleIDM:
 
 
 def test_the_judge_counts_transitions_within_episodes_and_the_drift_band(soak_env):
-    watch = soak_env.IDMWatch.__new__(soak_env.IDMWatch)
-    watch.idm, watch.prev_maps, watch.right, watch.seen = _OracleIDM(), None, 0, 0
-    watch.rows, watch.episodes = None, {}
+    watch = soak_env.IDMWatch(_OracleIDM())
     frames = lambda values: np.array(values, np.uint8)[:, None, None, None] * np.ones(
         (1, 4, 4, 3), np.uint8)
     watch.observe(frames([0, 0, 0]), None, None)  # the reset: no transition yet

@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from world_model.errors import CheckpointError, UserError
-from world_model.io import atomic_write
+from world_model.io import atomic_write, atomic_write_text
 
 
 def save_weights(path: str | Path, state_dict: dict[str, torch.Tensor]) -> None:
@@ -83,8 +83,6 @@ def save_tagged(path: str | Path, kind: ModelKind, model: nn.Module, config: Any
                 measured: dict | None = None) -> Path:
     """Write ``config.json`` (``kind``, ``version``, the fields of ``config``) and
     ``model.safetensors`` (and ``kind.measured_file`` with ``measured``) into ``path``."""
-    from world_model.io import atomic_write_text
-
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     save_weights(path / WEIGHTS_FILE, model.state_dict())
