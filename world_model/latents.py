@@ -46,10 +46,12 @@ class PixelCodec(nn.Module):
 
 class VAECodec(nn.Module):
     """A VAE (``RADAutoencoder`` or diffusers ``AutoencoderKL``) applied per frame; latents are
-    scaled by its
-    ``scaling_factor`` so they have about unit variance."""
+    scaled by its ``scaling_factor`` so they have about unit variance.
 
-    def __init__(self, vae) -> None:
+    ``value_range``: per-channel ``(low, high)`` tensors ``(C, 1, 1)`` of real latents when the
+    VAE directory has a ``latent_range.json`` (:mod:`world_model.latent_range`), else None."""
+
+    def __init__(self, vae, value_range: tuple[list[float], list[float]] | None = None) -> None:
         super().__init__()
         # channels-last convolutions: 1.5-1.7x faster decoding on CPU (docs/env.md); the same
         # frames to float rounding (tests/test_latent_cache.py)
@@ -57,10 +59,22 @@ class VAECodec(nn.Module):
         self.channels = vae.config.latent_channels
         self.downsample = 2 ** (len(vae.config.block_out_channels) - 1)
         self.scaling = float(vae.config.scaling_factor)
+        self.has_range = value_range is not None
+        low, high = value_range if value_range is not None else ([0.0], [0.0])
+        # not saved with any weights: the range lives in the VAE directory's latent_range.json
+        self.register_buffer("range_low", torch.tensor(low).view(-1, 1, 1), persistent=False)
+        self.register_buffer("range_high", torch.tensor(high).view(-1, 1, 1), persistent=False)
+
+    @property
+    def value_range(self) -> tuple[Tensor, Tensor] | None:
+        return (self.range_low, self.range_high) if self.has_range else None
 
     @classmethod
     def from_dir(cls, path: str | Path) -> VAECodec:
-        return cls(load_vae(path))
+        from world_model import latent_range
+
+        vae = load_vae(path)
+        return cls(vae, latent_range.read(path, vae.config.latent_channels))
 
     @torch.no_grad()
     def encode(self, frames: Tensor) -> Tensor:

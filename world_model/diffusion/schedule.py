@@ -18,6 +18,10 @@ from torch import Tensor
 
 from world_model.config import DiffusionConfig
 
+#: Where every real latent lies: ``(low, high)`` floats, or tensors broadcasting against a
+#: sample's trailing ``(C, h, w)`` (per channel: a VAE's measured range).
+ValueRange = tuple[float, float] | tuple[Tensor, Tensor]
+
 
 class Diffusion:
     """The schedule, the training levels and noise, the target the network learns, the loss."""
@@ -90,9 +94,11 @@ class Diffusion:
         return w_x * x_t.float() + w_out * output.float()
 
     def x0_eps(self, x: Tensor, output: Tensor, level: int,
-               clip_range: tuple[float, float] | None = None) -> tuple[Tensor, Tensor]:
+               clip_range: ValueRange | None = None,
+               ) -> tuple[Tensor, Tensor]:
         """The network's ``output`` for ``x (B, ...)`` at the integer ``level`` -> the predicted
-        ``(x0, eps)`` in float32 under ``cfg.prediction``; with ``clip_range`` x0 is clamped to it
+        ``(x0, eps)`` in float32 under ``cfg.prediction``; with ``clip_range`` (two floats, or two
+        tensors broadcasting against ``x``'s trailing ``(C, h, w)``: per channel) x0 is clamped to it
         and eps recomputed so that ``x = alpha x0 + sigma eps`` still holds."""
         x, output = x.float(), output.float()
         if level not in self._level_cache:  # a sampler asks for the same few levels every frame

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from world_model.config import SamplerConfig
-from world_model.diffusion.schedule import Diffusion
+from world_model.diffusion.schedule import Diffusion, ValueRange
 
 #: ``denoise(x (B, ...), level) -> network output (B, ...)`` (v, eps or x0 as the world predicts).
 Denoise = Callable[[Tensor, int], Tensor]
@@ -61,7 +61,7 @@ class Sampler:
     passes_per_step = 1
 
     def __init__(self, diffusion: Diffusion, config: SamplerConfig | None = None,
-                 value_range: tuple[float, float] | None = None) -> None:
+                 value_range: ValueRange | None = None) -> None:
         config = (config or SamplerConfig()).validate(diffusion.num_levels)
         self.diffusion, self.config = diffusion, config
         self.clip_range = value_range if config.clip else None
