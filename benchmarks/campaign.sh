@@ -45,7 +45,8 @@ for stage in "$@"; do
       if [ "$VAE" = "$SHIPPED_VAE" ]; then echo "vae: shipped ($VAE)"; else
         rad train-vae --data "$DATA" --out "$VAE" --channels 16,32,64 --latent-channels 8 \
           --recon-loss l1_ssim --batch-size 32 --lr 1e-3 --steps 3000 --max-episodes 48 \
-          --device "$DEVICE" --resume; fi ;;
+          --device "$DEVICE" --resume
+        rad latent-range --vae "$VAE" --data "$DATA" --no-progress; fi ;;  # the sampler's clip
     idm)
       if [ "$IDM" = "$SHIPPED_IDM" ]; then echo "idm: shipped ($IDM)"; else
         rad train-idm --data "$DATA" --out "$IDM" --steps 2000 --device "$DEVICE" --resume; fi ;;

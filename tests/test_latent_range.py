@@ -108,3 +108,18 @@ def test_the_sampler_clips_each_channel_to_the_world_s_range(small_vae, tmp_path
     z = imagine(ranged)
     assert not outside(z)  # ... the clip keeps every channel inside its own
     assert torch.all(z[..., 2, :, :] <= 0.05 + 1e-6) and torch.any(z[..., 3, :, :] > 0.1)
+
+
+def test_the_shipped_worlds_clip_to_the_shipped_vae_s_range():
+    from world_model.loading import SHIPPED_WORLD
+
+    if not (SHIPPED_WORLD / "config.json").is_file():
+        pytest.skip("no shipped world")
+    weights = SHIPPED_WORLD.parent
+    expect = latent_range.read(weights / "memory-maze-9x9-vae", 8)
+    assert expect is not None  # rad train --vae with the shipped VAE copies the range into a run
+    for world in ("memory-maze-9x9", "memory-maze-9x9-df"):
+        assert latent_range.read(weights / world / "vae", 8) == expect
+        low, high = VAECodec.from_dir(weights / world / "vae").value_range
+        assert torch.equal(low.flatten(), torch.tensor(expect[0]))
+        assert torch.equal(high.flatten(), torch.tensor(expect[1]))
