@@ -127,6 +127,39 @@ def test_memory_is_written_from_clean_frames_only(memory):
     assert not torch.equal(out1.prediction[:, 3], out2.prediction[:, 3])
 
 
+def test_history_noise_reaches_the_memory_and_the_previous_frame_only():
+    """``history_noise_max``: what the memory and the stacked previous frame read is noised (reads
+    and predictions change, more for a higher top level), the targets' noisy input is not; 0
+    leaves the pass as it was, bit for bit."""
+    model = tiny_model("lstm", "frame", prev_frame="residual")
+    z, a, k = inputs()
+    noise = torch.randn_like(z)
+
+    def run(top, seed=3):
+        objective = WorldModelObjective(model, Diffusion(DiffusionConfig(history_noise_max=top)),
+                                        PixelCodec())
+        with torch.no_grad():
+            return objective.denoise_pass(z, a, k, noise, torch.Generator().manual_seed(seed))
+
+    clean_reads, _ = model.prefetch(z, a)
+    out0, reads0, x0, _, _ = run(0)
+    for r, c in zip(reads0, clean_reads):
+        assert all(torch.equal(s1, s2) for s1, s2 in zip(r, c))
+    gaps = {}
+    for top in (20, 1000):
+        out, reads, x, _, _ = run(top)
+        assert torch.equal(x, x0)  # the frames being denoised are noised as before
+        gaps[top] = (out.prediction - out0.prediction).abs().mean().item()
+        assert any(not torch.equal(s1, s2) for r, c in zip(reads, clean_reads)
+                   for s1, s2 in zip(r, c))
+    assert 0 < gaps[20] < gaps[1000]
+    torch.testing.assert_close(run(1000)[0].prediction, run(1000)[0].prediction)  # seeded
+    with pytest.raises(Exception, match="history_noise_max needs context='independent'"):
+        DiffusionConfig(history_noise_max=10, context="clean").validate()
+    with pytest.raises(Exception, match="history_noise_max must be in"):
+        DiffusionConfig(history_noise_max=5000).validate()
+
+
 def test_memory_none_has_no_memory_parameters():
     model = tiny_model("none")
     assert not any("memory" in n or "mem_" in n for n, _ in model.named_parameters())

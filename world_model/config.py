@@ -158,6 +158,11 @@ class DiffusionConfig:
     """'augmented': the highest context noise level drawn in training."""
     context_level: int = 20
     """'augmented': the context noise level the rollout engine uses."""
+    history_noise_max: int = 0
+    """'independent' only: in training, the latents the memory's pre-fetch reads and the previous
+    frame stacked into each frame's tokens (``ModelConfig.prev_frame``) are noised, each frame to
+    its own random level in ``0..history_noise_max``, as the world's own imperfect frames are when
+    it runs; the targets stay clean. 0: both read the clean latents (the paper)."""
 
     def validate(self) -> DiffusionConfig:
         need = functools.partial(require, what="invalid DiffusionConfig")
@@ -177,6 +182,10 @@ class DiffusionConfig:
         need(0 <= self.context_level <= self.num_levels, "context_level must be in [0, num_levels]")
         need(0 <= self.context_level_max <= self.num_levels,
              "context_level_max must be in [0, num_levels]")
+        need(0 <= self.history_noise_max <= self.num_levels,
+             "history_noise_max must be in [0, num_levels]")
+        need(self.history_noise_max == 0 or self.context == "independent",
+             "history_noise_max needs context='independent'")
         return self
 
     @property

@@ -100,15 +100,17 @@ class WorldModelObjective(nn.Module):
         Returns ``(output, reads, x_noisy, heads, final)``: the noisy frames' output, the memory
         reads, the noisy input, the output whose reward/termination heads are trained (the
         context stream's, or ``output`` itself for 'independent'), and the memory state after
-        all T frames. The memory reads depend on the clean latents and actions only, never on
+        all T frames. The memory reads depend on the clean latents and actions only (with
+        ``history_noise_max`` > 0: on their noised copy, :meth:`noised_history`), never on
         ``noise`` or ``levels``.
         """
         model, cfg = self.model, self.diffusion.cfg
-        reads, final = model.prefetch(latents, actions, memory, detach_every=self.detach_every)
+        history = self.noised_history(latents, generator)
+        reads, final = model.prefetch(history, actions, memory, detach_every=self.detach_every)
         x_noisy = self.diffusion.add_noise(latents, levels, noise)
         W, mode = model.cfg.window, model.cfg.mode
         if cfg.context == "independent":
-            prev = previous_frames(latents, W, mode) if model.uses_prev else None
+            prev = previous_frames(history, W, mode) if model.uses_prev else None
             out = model(x_noisy, levels, actions, reads, prev)
             return out, reads, x_noisy, out, final
         if cfg.context == "augmented":
@@ -122,6 +124,18 @@ class WorldModelObjective(nn.Module):
         prev = previous_frames(context, W, mode) if model.uses_prev else None
         out, heads = model.forward_context(x_noisy, levels, context, ctx_levels, actions, reads, prev)
         return out, reads, x_noisy, heads, final
+
+    def noised_history(self, latents: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """What the memory and the stacked previous frame read in training: ``latents (B, T, C, h,
+        w)`` themselves, or each frame noised to a random level in ``0..history_noise_max``
+        (``DiffusionConfig.history_noise_max``), drawn from ``generator`` apart from ``noise``."""
+        top = self.diffusion.cfg.history_noise_max
+        if top == 0:
+            return latents
+        B, T = latents.shape[:2]
+        lv = torch.randint(0, top + 1, (B, T), generator=generator, device=latents.device)
+        eps = torch.randn(latents.shape, generator=generator, device=latents.device)
+        return self.diffusion.add_noise(latents, lv, eps)
 
     def forward(self, batch: Batch, generator: torch.Generator | None = None,
                 ) -> tuple[Tensor, dict[str, Tensor]]:
