@@ -1,0 +1,60 @@
+"""benchmarks/lockstep_mean.py and campaign_curves.py: several lockstep reports as one table, and
+a warm-started run's validation loss on the campaign's step axis."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+
+def load(name: str):
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def report(path: Path, rows: list[tuple[str, str, float, float]]) -> Path:
+    path.write_text(json.dumps({"rows": [
+        {"name": n, "steps": b, "accuracy": f * 0.8, "fidelity": f, "frechet": d, "psnr": None,
+         "ssim": None} for n, b, f, d in rows]}))
+    return path
+
+
+def test_lockstep_mean_prints_mean_and_range_per_world_and_bucket(tmp_path, capsys):
+    a = report(tmp_path / "a.json", [("repeat last frame", "1-20", 0.1, 0.05),
+                                     ("c17000", "1-20", 0.8, 0.10), ("c17000", "21-100", 0.5, 0.2)])
+    b = report(tmp_path / "b.json", [("repeat last frame", "1-20", 0.1, 0.07),
+                                     ("c17000", "1-20", 0.9, 0.20), ("c17000", "21-100", 0.7, 0.4)])
+    load("lockstep_mean").main([str(a), str(b)])
+    out = capsys.readouterr().out
+    assert "over 2 reports" in out
+    line = next(ln for ln in out.splitlines() if ln.startswith("| c17000"))
+    assert "0.85 (0.80-0.90)" in line and "0.60 (0.50-0.70)" in line
+    assert "0.150 (0.100-0.200)" in line and "0.300 (0.200-0.400)" in line
+    assert line.count("| - ") == 2  # no PSNR in these reports: '-' in both PSNR cells
+
+
+def test_campaign_curves_places_a_warm_started_run_and_named_snapshots(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    curves = load("campaign_curves")
+    run = tmp_path / "rad"
+    run.mkdir()
+    (run / "init_from.json").write_text(json.dumps(
+        {"init_from": "w", "source_train_info": {"step": 9000, "campaign_steps": 9000}}))
+    (run / "metrics.jsonl").write_text(
+        "\n".join(json.dumps(r) for r in ({"step": 250, "val/diffusion": 0.07},
+                                          {"step": 260, "loss/diffusion": 0.1},
+                                          {"step": 500, "val/diffusion": 0.06})) + "\n")
+    assert curves.validation(run) == [(9250, 0.07), (9500, 0.06)]
+    a = report(tmp_path / "a.json", [("c13000", "1-20", 0.8, 0.1), ("shipped", "1-20", 0.5, 0.5),
+                                     ("repeat last frame", "1-20", 0.1, 0.05)])
+    points = curves.lockstep_points([a])
+    assert dict(points[("fidelity", "1-20")]) == {13000: [0.8], -1: [0.1]}
+    out = tmp_path / "curves.png"
+    curves.main([str(run), "--lockstep", str(a), "--out", str(out)])
+    assert out.stat().st_size > 0 and "fidelity 1-20: 13000 0.8" in capsys.readouterr().out
