@@ -32,6 +32,9 @@ class MPCConfig:
     """Real steps per episode (Memory Maze 9x9 episodes are 1000 steps)."""
     replan_every: int = 4
     """Real steps taken from each plan before planning again."""
+    value: str | None = None
+    """Reward-to-go model directory (``rad train-reward --gamma``) whose estimate after the
+    horizon joins every plan's return (None: the plan counts predicted rewards only)."""
     sampling_steps: int | None = None
     """Sampler steps per frame (None: the world's sampler.json, else 10)."""
     seed: int = 0
@@ -53,6 +56,21 @@ class EpisodeResult:
     predicted_returns: list[float]
 
 
+def load_value(path: str, world):
+    """The reward-to-go model in ``path``, checked to read ``world``'s latents and actions."""
+    from pathlib import Path
+
+    from world_model.checkpoint import check_reward_model_fits
+    from world_model.network.reward_model import load_reward_model
+
+    value = load_reward_model(path)
+    if value.cfg.gamma <= 0:
+        raise UserError(f"{path}: a step reward model (gamma 0); --value takes a reward-to-go "
+                        f"model, trained with `rad train-reward --gamma 0.97`")
+    check_reward_model_fits(Path(path), value, world.config)
+    return value.to(next(world.model.parameters()).device).eval()
+
+
 def run_mpc(mpc: MPCConfig, planner_cfg: PlannerConfig, progress: bool = True,
             skip: Sequence[int] = (),
             on_episode: Callable[[int, EpisodeResult], None] | None = None) -> list[EpisodeResult]:
@@ -71,7 +89,8 @@ def run_mpc(mpc: MPCConfig, planner_cfg: PlannerConfig, progress: bool = True,
     engine = load_engine(resolve_checkpoint(mpc.checkpoint), steps=mpc.sampling_steps)
     world = engine.world
     num_actions = world.config.model.num_actions
-    planner = Planner(engine, num_actions, dataclasses.replace(planner_cfg, seed=mpc.seed))
+    value = load_value(mpc.value, world) if mpc.value is not None else None
+    planner = Planner(engine, num_actions, dataclasses.replace(planner_cfg, seed=mpc.seed), value)
     env = gymnasium.make(mpc.env_id)
     if getattr(env.action_space, "n", None) != num_actions:
         raise UserError(f"{mpc.env_id} has action space {env.action_space}, the world "

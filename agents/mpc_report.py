@@ -28,7 +28,9 @@ _NOT_SETTINGS = ("episodes", "out", "baselines")
 
 
 def settings(mpc: MPCConfig, planner: PlannerConfig) -> dict[str, Any]:
-    cfg = {k: v for k, v in dataclasses.asdict(mpc).items() if k not in _NOT_SETTINGS}
+    cfg = {k: v for k, v in dataclasses.asdict(mpc).items()
+           if k not in _NOT_SETTINGS and not (k == "value" and v is None)}  # reports made
+    # before the value existed resume as they were
     return {"mpc": cfg, "planner": {k: v for k, v in dataclasses.asdict(planner).items()
                                     if k != "seed"}}
 
@@ -66,7 +68,8 @@ def table(data: dict[str, Any], command: str) -> str:
         predicted = statistics.fmean(x for r in episodes for x in r["predicted_returns"])
         per_maze = " ".join(f"{r['real_return']:.0f}" for r in episodes)
         rows.append(f"| MPC in the world ({p['method']}, H={p['horizon']}, N={p['candidates']}, "
-                    f"{p['iterations']} it., replan every {m['replan_every']}) | {mean:.2f} ± "
+                    f"{p['iterations']} it., replan every {m['replan_every']}"
+                    f"{', value beyond H' if m.get('value') else ''}) | {mean:.2f} ± "
                     f"{std:.2f} | {len(episodes)} | {per_maze} | {plans / seconds:.2f} | "
                     f"{predicted:.3f} |")
     labels = (("random", "uniformly random"),

@@ -12,6 +12,11 @@ categorical distribution per step of the horizon:
 * ``mppi``: as CEM, but the refit weights every sample by ``softmax(return / temperature)``
   (model-predictive path integral control, Williams et al. 2017).
 
+With a reward-to-go model (``value``: ``rad train-reward --gamma``), a sequence's return also
+counts ``gamma^H`` times its estimate after the last imagined step, the mean over actions of its
+output on the last imagined frames: a plan that ends near a target is then worth more than one
+that ends far from it, though neither reaches it within the horizon.
+
 All return the best sequence imagined in any round. :func:`agents.mpc.run_mpc` uses this for
 model-predictive control in the REAL environment.
 """
@@ -72,6 +77,17 @@ class Imaginer(Protocol):
     def step_latents(self, state, actions: Tensor): ...
 
 
+def terminal_value(value, latents: list[Tensor]) -> Tensor:
+    """``(N,)`` the reward-to-go model's estimate after the imagined frames ``latents`` (a list
+    of ``(N, C, h, w)``, oldest first; its last ``value.cfg.frames`` are read), averaged over
+    the actions."""
+    context = torch.stack(latents[-value.cfg.frames:], 1)
+    weight = next(value.parameters())
+    with torch.no_grad():
+        logits = value(context.to(weight.device, weight.dtype))
+    return torch.sigmoid(logits.float()).mean(1).cpu()
+
+
 @dataclass
 class Plan:
     """The outcome of one search."""
@@ -79,7 +95,7 @@ class Plan:
     actions: Tensor
     """``(H,)`` int64: the best sequence imagined."""
     expected_return: float
-    """Its discounted sum of predicted rewards."""
+    """Its discounted sum of predicted rewards (plus the value after it, with a value)."""
     returns: Tensor
     """``(iterations, N)`` float32: every candidate's return, round by round."""
     imagined_frames: int
@@ -94,27 +110,42 @@ class Planner:
         engine: the rollout engine of the world (its sampler decides the DDIM steps).
         num_actions: size of the discrete action set.
         config: the search.
+        value: a reward-to-go model (``RewardModel`` with ``cfg.gamma > 0``) whose estimate
+            after the horizon joins each sequence's return; its ``frames`` must not exceed the
+            horizon.
     """
 
     def __init__(self, engine: Imaginer, num_actions: int,
-                 config: PlannerConfig | None = None) -> None:
+                 config: PlannerConfig | None = None, value=None) -> None:
         self.engine = engine
         self.num_actions = int(num_actions)
         self.config = (config or PlannerConfig()).validate()
         self.generator = torch.Generator().manual_seed(self.config.seed)
+        if value is not None:
+            if not getattr(value.cfg, "gamma", 0) > 0:
+                raise UserError("the planner's value must be a reward-to-go model (trained with "
+                                "`rad train-reward --gamma`), got a step reward model")
+            if value.cfg.frames > self.config.horizon:
+                raise UserError(f"the value reads the last {value.cfg.frames} frames, more than "
+                                f"the horizon of {self.config.horizon}: raise --horizon")
+        self.value = value
 
     def imagine_returns(self, state, sequences: Tensor) -> Tensor:
         """Discounted predicted return of each of ``sequences (N, H)`` from the one-row
         ``state`` (left unchanged): N branches stepped together, one engine call per step."""
         N, H = sequences.shape
         branches = state.index([0] * N)  # N copies of the world, generators included
-        total = torch.zeros(N)
+        total, latents = torch.zeros(N), []
         for h in range(H):
             info = self.engine.step_latents(branches, sequences[:, h])
             if info.reward is None:
                 raise UserError("this world has neither a reward model (reward/) nor a reward "
                                 "head (model.reward_head=false): nothing to plan for")
             total += (self.config.gamma ** h) * info.reward.float().cpu()
+            if self.value is not None:
+                latents = (latents + [info.latent])[-self.value.cfg.frames:]
+        if self.value is not None:
+            total += (self.config.gamma ** H) * terminal_value(self.value, latents)
         return total
 
     def plan(self, state, warm_start: Tensor | None = None) -> Plan:

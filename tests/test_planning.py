@@ -33,6 +33,7 @@ class FakeState:
 @dataclass
 class FakeInfo:
     reward: torch.Tensor
+    latent: torch.Tensor | None = None
 
 
 class FakeEngine:
@@ -95,6 +96,46 @@ def test_planning_on_a_world_leaves_its_state_untouched(tiny_world):
     assert int(plan.actions.max()) < world.config.model.num_actions
     assert all(torch.equal(a, b) for a, b in zip(before, state._tensors()))
     assert state.frame_index.tolist() == [3]
+
+
+class ActionEcho:
+    """No reward anywhere; each imagined frame's latent is the action that led to it."""
+
+    def step_latents(self, state, actions):
+        state.t += 1
+        return FakeInfo(torch.zeros(len(actions)), actions.float().view(-1, 1, 1, 1))
+
+
+class EndsOnThree(torch.nn.Module):
+    """A reward-to-go model of one frame: about 1 after a frame reached by action 3, else 0."""
+
+    cfg = dataclasses.make_dataclass("Cfg", [("frames", int), ("gamma", float)])(1, 0.9)
+
+    def __init__(self):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.tensor(20.0))
+
+    def forward(self, latents):
+        near = (latents[:, -1].flatten(1)[:, 0] == 3).float() * 2 - 1  # (N,)
+        return (self.scale * near)[:, None].expand(-1, 6)
+
+
+def test_a_value_beyond_the_horizon_steers_plans_that_see_no_reward():
+    cfg = PlannerConfig(method="random", horizon=2, candidates=40, gamma=0.9)
+    state = FakeState(torch.zeros(1, dtype=torch.long))
+    plan = Planner(ActionEcho(), 6, cfg, value=EndsOnThree()).plan(state)
+    assert plan.actions[-1] == 3  # the plan ends where the value is high
+    assert plan.expected_return == pytest.approx(0.9 ** 2, abs=1e-6)
+    blind = Planner(ActionEcho(), 6, cfg).plan(state)
+    assert blind.expected_return == 0.0
+    with pytest.raises(UserError, match="more than the horizon"):
+        Planner(ActionEcho(), 6, PlannerConfig(horizon=1), value=type(
+            "V", (), {"cfg": dataclasses.make_dataclass("C", [("frames", int), ("gamma", float)])(
+                2, 0.9)})())
+    with pytest.raises(UserError, match="reward-to-go model"):
+        Planner(ActionEcho(), 6, cfg, value=type(
+            "V", (), {"cfg": dataclasses.make_dataclass("C", [("frames", int), ("gamma", float)])(
+                1, 0.0)})())
 
 
 def test_bad_planner_settings_are_refused_by_name():

@@ -180,3 +180,37 @@ def test_cli_options_are_the_train_config_fields():
     args = cli.build_parser().parse_args(["train-reward", "--data", "d", "--out", "o", "--frames",
                                           "3", "--resume"])
     assert from_args(RewardTrainConfig, args) == RewardTrainConfig(frames=3, resume=True)
+
+
+def test_reward_to_go_sums_the_discounted_events_ahead_clipped_at_one():
+    from world_model.training.reward_model import reward_to_go
+
+    got = reward_to_go(np.array([0, 0, 1, 0, 1], np.float32), 0.5)
+    assert got.tolist() == pytest.approx([0.3125, 0.625, 1.0, 0.5, 1.0])  # t=2: 1 + 0.25 -> 1
+    assert reward_to_go(np.array([0, 1, 0], np.float32), 0.0).tolist() == [0, 1, 0]
+    with pytest.raises(UserError, match="gamma must be in"):
+        RewardTrainConfig(gamma=1.0)
+
+
+def test_a_reward_to_go_model_learns_its_target_and_only_a_planner_takes_it(planted, vae_world,
+                                                                           tmp_path):
+    from agents.mpc import load_value
+    from world_model.checkpoint import load
+
+    cfg = RewardTrainConfig(frames=2, width=8, steps=60, batch_size=32, val_every=0,
+                            val_fraction=0.34, warmup_steps=5, lr=3e-3, gamma=0.5, device="cpu")
+    scores = train_reward_model(planted, vae_world, tmp_path / "v", cfg)
+    # the planted reward follows the step's own action, most of the reward-to-go's variance
+    assert scores["gamma"] == 0.5 and scores["r2"] > 0.3 and scores["mse"] < 0.1
+    value = load_reward_model(tmp_path / "v")
+    assert value.cfg.gamma == 0.5
+    world = tmp_path / "world"
+    shutil.copytree(vae_world, world)
+    assert load_value(str(tmp_path / "v"), load(world)).cfg.gamma == 0.5
+    shutil.copytree(tmp_path / "v", world / "reward")  # not what a world reads rewards from
+    with pytest.raises(CheckpointError, match="a reward-to-go model"):
+        load(world)
+    save_reward_model(tmp_path / "step", RewardModel(RewardModelConfig(latent_channels=4,
+                                                                       width=8)))
+    with pytest.raises(UserError, match="a step reward model"):
+        load_value(str(tmp_path / "step"), load(vae_world))

@@ -89,6 +89,18 @@ def load_world_reward_model(path: Path, config: RunConfig) -> nn.Module:
     from world_model.network.reward_model import load_reward_model
 
     reward = load_reward_model(path)
+    if reward.cfg.gamma > 0:
+        raise CheckpointError(
+            f"{path}: a reward-to-go model (gamma {reward.cfg.gamma}), which planners read "
+            f"beyond their horizon (`python -m agents.plan --value`); a world's {REWARD_DIR}/ "
+            f"must hold a step reward model (`rad train-reward` without --gamma)")
+    check_reward_model_fits(path, reward, config)
+    return reward
+
+
+def check_reward_model_fits(path: Path, reward: nn.Module, config: RunConfig) -> None:
+    """Refuse a reward (or reward-to-go) model made for other latents or actions than the
+    world ``config`` builds (CheckpointError naming both)."""
     m, r = config.model, reward.cfg
     if config.latent.kind != "vae" or (r.latent_channels, r.latent_size, r.num_actions) != (
             m.latent_channels, m.latent_size, m.num_actions):
@@ -97,7 +109,6 @@ def load_world_reward_model(path: Path, config: RunConfig) -> nn.Module:
             f"latents and {r.num_actions} actions, but the world has {config.latent.kind!r} "
             f"latents of {m.latent_channels}x{m.latent_size}x{m.latent_size} and "
             f"{m.num_actions} actions; retrain it with `rad train-reward --world` this world")
-    return reward
 
 
 #: Reward-head output at or above which a step counts as a reward event, without ``sampler.json``.

@@ -12,6 +12,12 @@ frames so far are left-padded with zeros, as in training at an episode's start) 
 ``actions (B,)`` int64. Output: ``(B, A)`` logits, one per action (``forward``), so a planner
 reads every action's reward from one pass; :meth:`RewardModel.logit` gathers the taken action's.
 
+With ``gamma > 0`` the same network answers a planner's other question, the **reward-to-go**:
+``min(1, sum_k gamma^k reward_{t+k})`` from step ``t`` on, under the policy that collected the
+data (``rad train-reward --gamma``). A planner adds it beyond its horizon (``agents.plan
+--value``), so a plan that ends near a target is worth more than one that ends far from it; a
+world's ``reward/`` must hold a step model (``gamma = 0``).
+
 A reward model directory holds ``config.json`` (:class:`RewardModelConfig` with
 ``"kind": "rad-reward"``) and ``model.safetensors``; ``reward.json`` the figures it was measured
 with. A world directory that holds one in ``reward/`` gets it from
@@ -49,6 +55,9 @@ class RewardModelConfig:
     """Channels of the first convolution (the two strided ones have twice as many)."""
     hidden: int = 256
     """Width of the hidden layer before the per-action logits."""
+    gamma: float = 0.0
+    """0: the output is the probability of the step's own reward event. > 0: it is the
+    reward-to-go ``min(1, sum_k gamma^k reward_{t+k})`` (a value for planners, see above)."""
 
     def __post_init__(self) -> None:
         need = lambda ok, msg: require(ok, msg, "invalid RewardModelConfig")
@@ -58,6 +67,7 @@ class RewardModelConfig:
         need(self.num_actions >= 1, f"num_actions must be >= 1, got {self.num_actions}")
         need(self.frames >= 1, f"frames must be >= 1, got {self.frames}")
         need(self.width >= 1 and self.hidden >= 1, "width and hidden must be >= 1")
+        need(0.0 <= self.gamma < 1.0, f"gamma must be in [0, 1), got {self.gamma}")
 
 
 class RewardModel(nn.Module):

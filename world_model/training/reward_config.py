@@ -16,6 +16,10 @@ class RewardTrainConfig:
     """Context latents the model reads before each step (``RewardModelConfig.frames``)."""
     width: int = 64
     """Width of the model's first convolution (``RewardModelConfig.width``)."""
+    gamma: float = 0.0
+    """0: predict the step's own reward event. > 0: predict the reward-to-go ``min(1, sum_k
+    gamma^k reward_{t+k})`` instead, a value beyond a planner's horizon (``agents.plan
+    --value``); batches are then drawn uniformly (``positive_fraction`` unused, no prior shift)."""
     steps: int = 3000
     """Optimiser steps."""
     batch_size: int = 256
@@ -49,6 +53,7 @@ class RewardTrainConfig:
         need(0 < self.positive_fraction < 1,
              f"positive_fraction must be in (0, 1), got {self.positive_fraction}")
         need(self.lr > 0, f"lr must be > 0, got {self.lr}")
+        need(0.0 <= self.gamma < 1.0, f"gamma must be in [0, 1), got {self.gamma}")
         need(self.max_episodes >= 1, "max_episodes must be >= 1")
         need(0 < self.val_fraction < 1, "val_fraction must be in (0, 1)")
         need(self.val_every >= 0, "val_every must be >= 0")

@@ -12,8 +12,14 @@ pure function of ``(seed, step)``; ``train_state.pt``
 (:class:`~world_model.training.run_dir.RunDir`, written at every validation) makes ``--resume``
 exact.
 
+With ``gamma > 0`` (``--gamma``) the target is the reward-to-go ``min(1, sum_k gamma^k
+reward_{t+k})`` (:func:`reward_to_go`) under soft-label cross-entropy, whose minimiser is the
+target's mean; batches are drawn uniformly and no shift is applied.
+
 Held-out scores (the world trainer's split, every step of every held-out episode): average
-precision, the best F1 and its threshold, precision and recall at 0.5, and the event rate.
+precision, the best F1 and its threshold, precision and recall at 0.5, and the event rate; for
+a reward-to-go model also the mean squared error and R^2 of its output against the target, and
+the ranking of the steps whose target is at least 0.5.
 """
 
 from __future__ import annotations
@@ -45,11 +51,23 @@ logger = logging.getLogger(__name__)
 
 
 
+def reward_to_go(rewards: np.ndarray, gamma: float) -> np.ndarray:
+    """``min(1, sum_{k >= 0} gamma^k rewards[t + k])`` for every ``t`` of one episode's
+    ``rewards (T,)`` (float32; the rewards themselves when ``gamma`` is 0)."""
+    out = np.zeros(len(rewards), np.float64)
+    acc = 0.0
+    for t in range(len(rewards) - 1, -1, -1):
+        acc = float(rewards[t]) + gamma * acc
+        out[t] = acc
+    return np.minimum(out, 1.0).astype(np.float32)
+
+
 class RewardSteps:
     """Every step of some episodes' cached latents, ready to be drawn: ``context(idx)`` is
-    ``(n, K, C, h, w)`` float32, ``actions[idx]`` and ``labels[idx]`` the step's."""
+    ``(n, K, C, h, w)`` float32, ``actions[idx]``, ``labels[idx]`` (reward event) and
+    ``targets[idx]`` (the event, or the reward-to-go when ``gamma > 0``) the step's."""
 
-    def __init__(self, episodes: LatentEpisodes, frames: int) -> None:
+    def __init__(self, episodes: LatentEpisodes, frames: int, gamma: float = 0.0) -> None:
         K = frames
         parts, rows, steps, offsets = [], [], [], []
         offset = 0
@@ -66,6 +84,10 @@ class RewardSteps:
         self.start = np.asarray(offsets)[rows] + steps  # first context row of each step
         self.actions = np.concatenate([a[1:] for a in episodes.actions]).astype(np.int64)
         self.labels = np.concatenate([r[1:] for r in episodes.rewards]) > 0
+        self.gamma = float(gamma)
+        self.targets = (np.concatenate([reward_to_go((r > 0).astype(np.float32), gamma)[1:]
+                                        for r in episodes.rewards])
+                        if gamma > 0 else self.labels.astype(np.float32))
         self.positives = np.flatnonzero(self.labels)
 
     def __len__(self) -> int:
@@ -80,11 +102,13 @@ class RewardSteps:
         return self.padded[take].astype(np.float32)
 
     def draw(self, rng: np.random.Generator, batch: int, positive_fraction: float):
-        n_pos = round(batch * positive_fraction) if len(self.positives) else 0
+        """``batch`` steps: ``positive_fraction`` of them reward events, the rest drawn from all
+        steps (all of them drawn uniformly for a reward-to-go target)."""
+        n_pos = round(batch * positive_fraction) if len(self.positives) and not self.gamma else 0
         idx = np.concatenate([rng.choice(self.positives, n_pos),
                               rng.integers(0, len(self), batch - n_pos)])
         return (torch.from_numpy(self.context(idx)), torch.from_numpy(self.actions[idx]),
-                torch.from_numpy(self.labels[idx].astype(np.float32)))
+                torch.from_numpy(self.targets[idx]))
 
 
 class RewardObjective(nn.Module):
@@ -99,7 +123,7 @@ class RewardObjective(nn.Module):
         logit = self.model.logit(context, actions.to(context.device))
         target = labels.to(logit.device)
         loss = F.binary_cross_entropy_with_logits(logit, target)
-        acc = ((logit > 0).float() == target).float().mean()
+        acc = ((logit > 0) == (target >= 0.5)).float().mean()
         return loss, {"loss": loss.detach(), "accuracy": acc.detach()}
 
 
@@ -124,6 +148,13 @@ def score(model: RewardModel, steps: RewardSteps, shift: float, device: torch.de
         probs.append(torch.sigmoid(logit.float() + shift).cpu())
     model.train()
     prob = torch.cat(probs).numpy()
+    if steps.gamma > 0:  # a reward-to-go: how well it fits, and how it ranks the near steps
+        err = float(np.mean((prob - steps.targets) ** 2))
+        var = float(np.var(steps.targets))
+        return {"steps": len(steps), "events": int(steps.labels.sum()),
+                "event_rate": steps.event_rate, "gamma": steps.gamma, "mse": err,
+                "r2": 1.0 - err / var if var > 0 else None,
+                **ranking(prob, steps.targets >= 0.5)}
     return {"steps": len(steps), "events": int(steps.labels.sum()),
             "event_rate": steps.event_rate, **ranking(prob, steps.labels)}
 
@@ -179,7 +210,8 @@ def train_reward_model(data_dir: str | Path, world: str | Path, out_dir: str | P
     config = config or RewardTrainConfig()
     out = Path(out_dir)
     vae_dir, shape = load_world_latents(world)
-    shape = dataclasses.replace(shape, frames=config.frames, width=config.width)
+    shape = dataclasses.replace(shape, frames=config.frames, width=config.width,
+                                gamma=config.gamma)
     paths = list_episodes(data_dir)
     if len(paths) < 2:
         raise DataError(f"{data_dir}: the reward model needs at least 2 real episode files (one "
@@ -195,13 +227,13 @@ def train_reward_model(data_dir: str | Path, world: str | Path, out_dir: str | P
     val_files = [f for f in files if f.path.resolve() in held]
     if not train_files:
         raise DataError(f"{data_dir}: no usable training episode file")
-    train = RewardSteps(LatentEpisodes(cache, data_dir, train_files), config.frames)
-    val = (RewardSteps(LatentEpisodes(cache, data_dir, val_files), config.frames)
+    train = RewardSteps(LatentEpisodes(cache, data_dir, train_files), config.frames, config.gamma)
+    val = (RewardSteps(LatentEpisodes(cache, data_dir, val_files), config.frames, config.gamma)
            if val_files else None)
     if len(train.positives) == 0:
         raise DataError(f"{data_dir}: no reward event in the {len(train_files)} training "
                         f"episodes; the reward model has nothing to learn")
-    shift = prior_shift(train.event_rate, config.positive_fraction)
+    shift = prior_shift(train.event_rate, config.positive_fraction) if not config.gamma else 0.0
     logger.info("reward data: %d training steps (%d events, rate %.4f), %d held-out steps "
                 "(%d events)", len(train), len(train.positives), train.event_rate,
                 0 if val is None else len(val), 0 if val is None else int(val.labels.sum()))
