@@ -2,10 +2,13 @@
 
     python examples/plan_in_imagination.py                       # the shipped world
     python examples/plan_in_imagination.py --checkpoint runs/rad --steps 200
+    python examples/plan_in_imagination.py --value runs/value-g0.98   # a value beyond the horizon
 
 Every 4 real steps, CEM searches 8-step action sequences in the world (16 candidates imagined
 together, 2 rounds), the first 4 actions are taken in the real maze, and each real frame is fed
-back into the world. Prints the real return and the planning time per decision.
+back into the world. Prints the real return and the planning time per decision. With --value (a
+reward-to-go model, `rad train-reward --gamma 0.98 --out DIR`), each plan also counts the value
+of where it ends, beyond the horizon.
 """
 
 from __future__ import annotations
@@ -23,8 +26,10 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=24, help="real steps")
     p.add_argument("--candidates", type=int, default=16)
     p.add_argument("--horizon", type=int, default=8)
+    p.add_argument("--value", default=None, help="reward-to-go model directory (default: none)")
     args = p.parse_args()
-    mpc = MPCConfig(checkpoint=args.checkpoint, episodes=1, max_steps=args.steps, replan_every=4)
+    mpc = MPCConfig(checkpoint=args.checkpoint, episodes=1, max_steps=args.steps, replan_every=4,
+                    value=args.value)
     planner = PlannerConfig(method="cem", horizon=args.horizon, candidates=args.candidates,
                             iterations=2, elites=min(4, args.candidates))
     (result,) = run_mpc(mpc, planner)

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from rad_env.worlds import SHIPPED_WORLD
 
@@ -81,6 +82,16 @@ def test_plan_in_imagination(tiny_world, tmp_path):
     out = run_example("plan_in_imagination.py", "--checkpoint", tiny_world, "--steps", "2",
                       "--candidates", "4", "--horizon", "2", cwd=tmp_path)
     assert "in 2 real steps" in out  # one MPC episode of the asked length, its real return
+
+
+def test_plan_with_a_value_beyond_the_horizon_on_the_shipped_world(tmp_path):
+    from world_model.network.reward_model import RewardModel, RewardModelConfig, save_reward_model
+
+    torch.manual_seed(0)  # an untrained reward-to-go model for the shipped world's 8x16x16 latents
+    save_reward_model(tmp_path / "value", RewardModel(RewardModelConfig(width=8, gamma=0.9)))
+    out = run_example("plan_in_imagination.py", "--steps", "2", "--candidates", "2",
+                      "--horizon", "2", "--value", str(tmp_path / "value"), cwd=tmp_path)
+    assert "in 2 real steps" in out
 
 
 def test_ppo_in_imagination_tiny(tmp_path):
