@@ -80,6 +80,8 @@ class RewardCheckConfig:
     the world starts from the real frames up to k steps before it and imagines the k steps under
     the recorded actions; the head's highest output over the last ``tolerance + 1`` imagined
     frames is its reading of the event. () skips this."""
+    progress: bool = True
+    """Progress bars of the readings (--no-progress: none)."""
 
     def validate(self) -> RewardCheckConfig:
         if self.choose_by not in READINGS:
@@ -142,9 +144,10 @@ def lead_readings(engine, cfg: RewardCheckConfig, frames: np.ndarray, actions: n
     ``t``) after imagining the ``k`` frames up to it from the real ``context`` frames ending at
     ``t - k`` (events too early for that are left out). See ``RewardCheckConfig.lead_steps``."""
     import torch
+    from tqdm.auto import tqdm
 
     out = {}
-    for k in cfg.lead_steps:
+    for k in tqdm(cfg.lead_steps, desc="imminent events", unit="lead", disable=not cfg.progress):
         events = [(i, t) for i, t in zip(*np.nonzero(real)) if t - k - cfg.context + 1 >= 0]
         scores = np.zeros(len(events), np.float32)
         for b in range(0, len(events), cfg.batch):
@@ -169,6 +172,7 @@ def read_episodes(engine, cfg: RewardCheckConfig, data: str, leads: bool = False
     threshold) and the head's scores with the real events, for scoring another threshold; with
     ``leads``, the imminent events' readings too (:func:`lead_readings`)."""
     import torch
+    from tqdm.auto import tqdm
 
     from world_model.data.format import action_indices, list_episodes, read_episode
 
@@ -186,7 +190,8 @@ def read_episodes(engine, cfg: RewardCheckConfig, data: str, leads: bool = False
     real = np.stack([e["reward"][:T] for e in episodes]) > 0
     state = engine.init_state(len(episodes), seeds=cfg.seed)
     forced = np.zeros((len(episodes), T), np.float32)
-    for t in range(T):
+    for t in tqdm(range(T), desc=f"{Path(data).name}: teacher-forced", unit="frame",
+                  disable=not cfg.progress):
         info = engine.observe(state, torch.from_numpy(frames[:, t]), torch.from_numpy(actions[:, t]))
         forced[:, t] = info.reward.float().cpu().numpy()
     # open loop: segments [s, s + context + horizon) tiling every episode
@@ -194,7 +199,8 @@ def read_episodes(engine, cfg: RewardCheckConfig, data: str, leads: bool = False
     segs = [(i, s) for i in range(len(episodes)) for s in range(0, T - L + 1, L)]
     open_scores = np.zeros((len(segs), cfg.horizon), np.float32)
     open_real = np.zeros((len(segs), cfg.horizon), bool)
-    for b in range(0, len(segs), cfg.batch):
+    for b in tqdm(range(0, len(segs), cfg.batch), desc=f"{Path(data).name}: open loop",
+                  unit="batch", disable=not cfg.progress):
         part = segs[b:b + cfg.batch]
         ctx = np.stack([frames[i, s:s + cfg.context] for i, s in part])
         act = np.stack([actions[i, s:s + L] for i, s in part])
