@@ -106,10 +106,16 @@ class ActionEcho:
         return FakeInfo(torch.zeros(len(actions)), actions.float().view(-1, 1, 1, 1))
 
 
+@dataclass
+class ValueCfg:
+    frames: int
+    gamma: float
+
+
 class EndsOnThree(torch.nn.Module):
     """A reward-to-go model of one frame: about 1 after a frame reached by action 3, else 0."""
 
-    cfg = dataclasses.make_dataclass("Cfg", [("frames", int), ("gamma", float)])(1, 0.9)
+    cfg = ValueCfg(1, 0.9)
 
     def __init__(self):
         super().__init__()
@@ -128,14 +134,12 @@ def test_a_value_beyond_the_horizon_steers_plans_that_see_no_reward():
     assert plan.expected_return == pytest.approx(0.9 ** 2, abs=1e-6)
     blind = Planner(ActionEcho(), 6, cfg).plan(state)
     assert blind.expected_return == 0.0
+    two_frames, step_model = EndsOnThree(), EndsOnThree()
+    two_frames.cfg, step_model.cfg = ValueCfg(2, 0.9), ValueCfg(1, 0.0)
     with pytest.raises(UserError, match="more than the horizon"):
-        Planner(ActionEcho(), 6, PlannerConfig(horizon=1), value=type(
-            "V", (), {"cfg": dataclasses.make_dataclass("C", [("frames", int), ("gamma", float)])(
-                2, 0.9)})())
+        Planner(ActionEcho(), 6, PlannerConfig(horizon=1), value=two_frames)
     with pytest.raises(UserError, match="reward-to-go model"):
-        Planner(ActionEcho(), 6, cfg, value=type(
-            "V", (), {"cfg": dataclasses.make_dataclass("C", [("frames", int), ("gamma", float)])(
-                1, 0.0)})())
+        Planner(ActionEcho(), 6, cfg, value=step_model)
 
 
 def test_bad_planner_settings_are_refused_by_name():
