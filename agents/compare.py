@@ -14,13 +14,17 @@ policy: the mean ± std over seeds of each seed's mean real return, beside the t
 steps/s and the wall time per cell. Both files are rewritten (to a temporary file, then renamed)
 after every cell, so a run that is cut off keeps what it finished; running the same command again
 skips the cells already scored, and a training run already finished in ``OUT/runs/`` (its
-model.zip beside an equal ppo_config.json) is scored without training it again.
+model.zip beside an equal ppo_config.json) is scored without training it again. Two runs may
+share one ``--out`` at the same time (e.g. ``--envs imagination`` and ``--envs real`` on two
+cores): each re-reads the table before a cell and merges its cells into it under a file lock.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import fcntl
 import json
 import logging
 import shlex
@@ -40,6 +44,7 @@ logger = logging.getLogger(__name__)
 RANDOM = "random"
 TABLE_JSON = "table.json"
 TABLE_MD = "table.md"
+TABLE_LOCK = ".table.lock"
 #: Options that do not change what a cell measures: a table may mix them.
 _NOT_SETTINGS = ("algos", "envs", "seeds", "out", "world_device", "world_compile",
                  "world_processes", "policy_device")
@@ -211,10 +216,15 @@ def run_cell(cfg: CompareConfig, algo: str, env: str | None, seed: int) -> dict[
 
 
 def summarize(cfg: CompareConfig, cells: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per (algorithm, training env) and the random policy, over the seeds scored."""
+    """One row per (algorithm, training env) and the random policy, over every seed scored.
+
+    Rows come from the cells, not from ``cfg``'s grid: a table filled by several commands (other
+    ``--algos``, ``--envs`` or ``--seeds``, or two runs at once) shows all of them.
+    """
     rows = []
-    for algo, env in [(RANDOM, None)] + [(a, e) for a in cfg.algos for e in cfg.envs]:
-        done = [cells[k] for k in (cell_key(algo, env, s) for s in cfg.seeds) if k in cells]
+    for algo, env in [(RANDOM, None)] + [(a, e) for a in ALGOS for e in ENVS]:
+        done = sorted((c for c in cells.values() if c["algo"] == algo and c["env"] == env),
+                      key=lambda c: c["seed"])
         if not done:
             continue
         means = [c["mean_return"] for c in done]
@@ -259,12 +269,33 @@ def render_markdown(cfg: CompareConfig, table: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def save_table(cfg: CompareConfig, table: dict[str, Any]) -> None:
+@contextlib.contextmanager
+def _table_lock(cfg: CompareConfig):
+    """Exclusive lock on ``OUT/.table.lock`` while a run reads, merges and writes the table."""
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    table["rows"] = summarize(cfg, table["cells"])
-    atomic_write_text(out / TABLE_JSON, json.dumps(table, indent=2) + "\n")
-    atomic_write_text(out / TABLE_MD, render_markdown(cfg, table))
+    with open(out / TABLE_LOCK, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _merge_from_disk(cfg: CompareConfig, table: dict[str, Any]) -> None:
+    """Add the cells another run sharing ``OUT`` has written since ``table`` was read."""
+    for key, cell in load_table(cfg)["cells"].items():
+        table["cells"].setdefault(key, cell)
+
+
+def save_table(cfg: CompareConfig, table: dict[str, Any]) -> None:
+    """Merge ``table`` with what is on disk and rewrite table.json and table.md atomically."""
+    out = Path(cfg.out)
+    with _table_lock(cfg):
+        _merge_from_disk(cfg, table)
+        table["rows"] = summarize(cfg, table["cells"])
+        atomic_write_text(out / TABLE_JSON, json.dumps(table, indent=2) + "\n")
+        atomic_write_text(out / TABLE_MD, render_markdown(cfg, table))
 
 
 def run_compare(cfg: CompareConfig, command: str | None = None,
@@ -288,6 +319,8 @@ def run_compare(cfg: CompareConfig, command: str | None = None,
         for algo, env, seed in cells:
             key = cell_key(algo, env, seed)
             bar.set_postfix_str(key)
+            with _table_lock(cfg):
+                _merge_from_disk(cfg, table)  # a run sharing OUT may have scored it meanwhile
             if key not in table["cells"]:
                 table["cells"][key] = run_cell(cfg, algo, env, seed)
                 save_table(cfg, table)

@@ -9,7 +9,7 @@ import gymnasium
 import numpy as np
 import pytest
 
-from agents.compare import CompareConfig, main, run_compare
+from agents.compare import CompareConfig, cell_key, main, run_compare
 from agents.ppo import (
     ModelPolicy,
     PPOConfig,
@@ -149,6 +149,36 @@ def test_compare_writes_the_table_and_a_rerun_skips_finished_cells(tiny_world, t
     # other settings in the same --out are refused, by name
     with pytest.raises(UserError, match="timesteps"):
         run_compare(dataclasses.replace(cfg, timesteps=64), progress=False)
+
+
+def test_two_compare_runs_sharing_one_out_merge_their_cells(tmp_path, monkeypatch):
+    import agents.compare
+
+    calls = []
+
+    def fake_cell(cfg, algo, env, seed):
+        calls.append(cell_key(algo, env, seed))
+        if calls == ["random/seed0"]:  # the other run finishes its cells meanwhile
+            run_compare(dataclasses.replace(cfg, envs=("real",)), progress=False)
+        return {"algo": algo, "env": env, "seed": seed, "mean_return": float(len(calls)),
+                "train_steps_per_s": None if algo == "random" else 10.0,
+                "train_wall_s": 0.0 if algo == "random" else 5.0, "wall_s": 6.0}
+
+    monkeypatch.setattr(agents.compare, "run_cell", fake_cell)
+    cfg = CompareConfig(algos=("ppo",), envs=("imagination",), seeds=(0,), out=str(tmp_path))
+    table = run_compare(cfg, progress=False)
+    # the other run's cells are kept beside this run's; each run keeps its own random cell
+    assert sorted(table["cells"]) == ["ppo/imagination/seed0", "ppo/real/seed0", "random/seed0"]
+    saved = json.loads((tmp_path / "table.json").read_text())
+    assert sorted(saved["cells"]) == sorted(table["cells"])
+    assert [(r["policy"], r["trained_in"]) for r in saved["rows"]] == [
+        ("random", None), ("ppo", "imagination"), ("ppo", "real")]
+    md = (tmp_path / "table.md").read_text()
+    assert "| ppo | real | 1 |" in md and "| ppo | imagination | 1 |" in md
+    # a third run of either grid finds every cell scored
+    monkeypatch.setattr(agents.compare, "run_cell", lambda *a: pytest.fail("cell run again"))
+    assert sorted(run_compare(dataclasses.replace(cfg, envs=("real",)),
+                              progress=False)["cells"]) == sorted(table["cells"])
 
 
 @pytest.mark.parametrize("make, message", [
