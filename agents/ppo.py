@@ -53,7 +53,10 @@ STATS_FILE = "train_stats.json"
 PARTIAL_MODEL = "partial.zip"
 PARTIAL_STATE = "partial.json"
 #: PPOConfig fields that do not change what a run trains (a resumed or finished run may differ).
-_NOT_SETTINGS = ("checkpoint_every", "world_compile", "world_processes")
+_NOT_SETTINGS = ("checkpoint_every", "world_compile", "world_processes", "progress", "wandb")
+#: One line per rollout in the run directory: steps, wall time, speed, recent episode returns.
+METRICS_FILE = "metrics.jsonl"
+WANDB_MODES = ("offline", "online", "disabled")
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,11 @@ class PPOConfig:
     checkpoint_every: int = 16384
     """Env steps between saves of the run in progress (partial.zip, between two rollouts); the
     same command resumes a run that was cut off from its last save."""
+    progress: bool = True
+    """Show a progress bar (env steps, steps/s, mean return of the last 100 episodes)."""
+    wandb: str = "offline"
+    """wandb mode of the run's metrics (offline: no account, nothing sent; online; disabled);
+    they go to out/metrics.jsonl in every mode."""
 
     def validate(self) -> PPOConfig:
         from world_model.errors import UserError
@@ -115,6 +123,8 @@ class PPOConfig:
                self.sampling_steps or 1, self.episode_steps, self.n_epochs,
                self.checkpoint_every) < 1:
             raise UserError(f"PPOConfig: counts must be >= 1: {self}")
+        if self.wandb not in WANDB_MODES:
+            raise UserError(f"PPOConfig: wandb={self.wandb!r}: expected one of {list(WANDB_MODES)}")
         if self.batch_size > self.n_steps * self.num_envs:
             raise UserError(f"batch_size={self.batch_size} exceeds the rollout buffer "
                             f"n_steps * num_envs = {self.n_steps * self.num_envs}")
@@ -236,6 +246,49 @@ def _checkpointer(cfg: PPOConfig, wall_before: float, start: float) -> Any:
     return Checkpointer()
 
 
+def _monitor(cfg: PPOConfig, done: int, wall_before: float, start: float) -> Any:
+    """A stable-baselines3 callback that shows a progress bar over env steps and logs one line
+    per rollout (steps, wall time, steps/s, mean return and length of the last 100 finished
+    episodes) to ``out/metrics.jsonl`` and wandb (offline by default)."""
+    from stable_baselines3.common.callbacks import BaseCallback
+    from tqdm import tqdm
+
+    from world_model.training.logger import RunLogger
+
+    class Monitor(BaseCallback):
+        def _on_training_start(self) -> None:
+            Path(cfg.out).mkdir(parents=True, exist_ok=True)
+            self.run_logger = RunLogger(
+                Path(cfg.out) / METRICS_FILE, os.environ.get("WANDB_MODE", cfg.wandb),
+                {"project": "rad-env", "name": f"{cfg.algo}-{cfg.env}-seed{cfg.seed}",
+                 "dir": cfg.out, "config": dataclasses.asdict(cfg)}, start_step=done)
+            self.bar = tqdm(total=cfg.total_timesteps, initial=done, unit="step",
+                            desc=f"{cfg.algo} in {cfg.env}", disable=not cfg.progress)
+            self.last = self.num_timesteps
+
+        def _on_step(self) -> bool:
+            self.bar.update(self.num_timesteps - self.last)
+            self.last = self.num_timesteps
+            return True
+
+        def _on_rollout_end(self) -> None:
+            wall = wall_before + time.perf_counter() - start
+            values = {"wall_s": wall,
+                      "steps_per_s": (self.num_timesteps - done) / max(wall - wall_before, 1e-9)}
+            episodes = list(self.model.ep_info_buffer)
+            if episodes:
+                values["ep_return_mean"] = float(np.mean([e["r"] for e in episodes]))
+                values["ep_len_mean"] = float(np.mean([e["l"] for e in episodes]))
+                self.bar.set_postfix(ret=f"{values['ep_return_mean']:.2f}", refresh=False)
+            self.run_logger.log(int(self.num_timesteps), values)
+
+        def _on_training_end(self) -> None:
+            self.bar.close()
+            self.run_logger.close()
+
+    return Monitor()
+
+
 def save_partial(cfg: PPOConfig, model: Any, wall_s: float) -> None:
     """Write the run in progress (model first, then its state, each atomically)."""
     out = Path(cfg.out)
@@ -286,7 +339,8 @@ def train_ppo(cfg: PPOConfig, callback: Any = None) -> Any:
             logger.info("%s: resuming at step %d of %d", cfg.out, model.num_timesteps,
                         cfg.total_timesteps)
         start = time.perf_counter()
-        callbacks = [_checkpointer(cfg, wall_before, start)] + ([callback] if callback else [])
+        callbacks = [_checkpointer(cfg, wall_before, start), _monitor(cfg, done, wall_before, start)]
+        callbacks += [callback] if callback else []
         model.learn(total_timesteps=max(cfg.total_timesteps - model.num_timesteps, 0),
                     callback=CallbackList(callbacks), reset_num_timesteps=partial is None)
         elapsed = wall_before + time.perf_counter() - start
@@ -344,7 +398,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     from world_model.options import add_options
 
-    return add_options(parser, PPOConfig, choices={"algo": ALGOS, "env": ENVS})
+    return add_options(parser, PPOConfig, choices={"algo": ALGOS, "env": ENVS,
+                                                     "wandb": WANDB_MODES})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -61,6 +61,11 @@ def test_recurrent_ppo_learns_in_imagination_and_acts_with_its_lstm_state(tiny_w
     stats = read_train_stats(cfg.out)
     assert stats["steps"] == 64 and stats["env"] == "imagination" and stats["steps_per_s"] > 0
     assert not (tmp_path / "run" / "model.tmp.zip").exists()
+    # one metrics line per rollout of 2 x 16 steps; each rollout finishes 2 episodes of 16
+    lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines] == [32, 64]
+    assert all(line["ep_len_mean"] == 16 and np.isfinite(line["ep_return_mean"])
+               and line["steps_per_s"] > 0 for line in lines)
 
     loaded = load_model(tmp_path / "run" / "model.zip", "recurrent-ppo")
     obs = np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
@@ -184,6 +189,7 @@ def test_two_compare_runs_sharing_one_out_merge_their_cells(tmp_path, monkeypatc
 @pytest.mark.parametrize("make, message", [
     (lambda: PPOConfig(algo="a2c"), "algo='a2c'"),
     (lambda: PPOConfig(env="sim"), "env='sim'"),
+    (lambda: PPOConfig(wandb="cloud"), "wandb='cloud'"),
     (lambda: CompareConfig(timesteps=0), "--timesteps must be >= 1"),
     (lambda: CompareConfig(episodes=0), "--episodes must be >= 1"),
     (lambda: CompareConfig(algos=("dqn",)), "--algos dqn"),
@@ -240,6 +246,10 @@ def test_a_cut_off_ppo_run_resumes_from_its_last_save(tiny_world, tmp_path):
     assert read_train_stats(cfg.out)["steps"] == 96
     assert not (tmp_path / "run" / PARTIAL_MODEL).exists()
     assert finished_run(dataclasses.replace(cfg, checkpoint_every=8))  # not a setting
+    assert finished_run(dataclasses.replace(cfg, progress=False, wandb="disabled"))  # nor these
+    # the resumed run dropped the metrics logged after its save and went on from there
+    steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    assert steps == [32, 64, 96]
     assert not finished_run(dataclasses.replace(cfg, seed=1))
 
 
