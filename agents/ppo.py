@@ -146,16 +146,18 @@ def make_imagined_vec_env(cfg: PPOConfig, seed: int | None = None) -> Any:
 
 
 def make_real_vec_env(cfg: PPOConfig, seed: int | None = None) -> Any:
-    """``VecMonitor(DummyVecEnv)`` of ``num_envs`` real Memory Maze 9x9 simulators, episodes of
+    """``VecMonitor(DummyVecEnv)`` of ``num_envs`` real Memory Maze 9x9 simulators (about 1.3 GiB
+    each once reset: a warning says so when the machine has less available), episodes of
     ``episode_steps``, with the vectorised target-contact check (same frames and rewards, ~3x
     faster; :mod:`world_model.sim.fast_maze`). Row ``i`` is seeded with ``seed + i`` (default
     ``cfg.seed + i``) on the first reset, later mazes follow from it."""
     from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
 
     from world_model.sim.fast_maze import patch_target_contacts
-    from world_model.sim.maze_env import MemoryMazeEnv
+    from world_model.sim.maze_env import MemoryMazeEnv, warn_if_short_of_memory
 
     patch_target_contacts()
+    warn_if_short_of_memory(cfg.num_envs)  # each real task holds ~1.3 GiB once reset
     env = DummyVecEnv([lambda: MemoryMazeEnv(REAL_SIZE, max_steps=cfg.episode_steps)
                        for _ in range(cfg.num_envs)])
     env.seed(cfg.seed if seed is None else seed)

@@ -217,3 +217,17 @@ def test_bad_arguments_are_user_errors_naming_the_fix():
         MemoryMazeEnv("10x10")
     with pytest.raises(UserError, match="render_mode"):
         MemoryMazeEnv("9x9", render_mode="human")
+
+
+def test_too_many_real_envs_for_the_memory_available_are_warned_about(caplog):
+    from world_model.sim.maze_env import TASK_RSS_MIB, available_memory_mib, warn_if_short_of_memory
+
+    with caplog.at_level("WARNING", logger="world_model.sim.maze_env"):
+        assert not warn_if_short_of_memory(2, available_mib=3 * TASK_RSS_MIB)
+        assert not caplog.records
+        assert warn_if_short_of_memory(16, available_mib=8 * 1024)
+    (record,) = caplog.records
+    assert "16 real Memory Maze envs" in record.getMessage() and "--num-envs" in record.getMessage()
+    free = available_memory_mib()  # this machine's /proc/meminfo, where there is one
+    if free is not None:
+        assert free > 0 and warn_if_short_of_memory(1_000_000)  # a million tasks never fit

@@ -36,6 +36,39 @@ from world_model.sim.memory_maze import NUM_ACTIONS, SIZES, _tasks_module, make_
 
 logger = logging.getLogger(__name__)
 
+#: Resident memory of one built 9x9 task, measured (2026-12-07, Linux, headless software rendering):
+#: about 1.2 GiB after its first reset, most of it the MuJoCo model's 266 MiB of textures and the
+#: renderer's copies of them; construction alone costs ~140 MiB because the task is built lazily.
+TASK_RSS_MIB = 1300
+
+
+def available_memory_mib() -> float | None:
+    """``MemAvailable`` of ``/proc/meminfo`` in MiB; None where it cannot be read."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def warn_if_short_of_memory(n_envs: int, available_mib: float | None = None) -> bool:
+    """Log a warning (and return True) when ``n_envs`` real tasks would need more memory than the
+    machine has available (``TASK_RSS_MIB`` each): better said before the first reset than
+    learned from the out-of-memory killer an hour into a run."""
+    available = available_memory_mib() if available_mib is None else available_mib
+    need = n_envs * TASK_RSS_MIB
+    if available is None or need <= available:
+        return False
+    logger.warning("%d real Memory Maze envs need about %.1f GiB (%.1f GiB each, mostly textures) "
+                   "but %.1f GiB is available: use fewer envs (--num-envs) or expect the "
+                   "out-of-memory killer", n_envs, need / 1024, TASK_RSS_MIB / 1024,
+                   available / 1024)
+    return True
+
+
 #: Objects (targets) per maze, fixed by ``memory_maze.tasks`` for each size.
 N_TARGETS = {"9x9": 3, "11x11": 4, "13x13": 5, "15x15": 6}
 #: Task arguments this wrapper controls itself, and what to use instead.
