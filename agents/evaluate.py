@@ -122,35 +122,52 @@ def evaluate_in_real(policy: Policy, episodes: int = 3, seed: int = 0,
         env.close()
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m agents.evaluate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     who = parser.add_mutually_exclusive_group(required=True)
-    who.add_argument("--model", help="a stable-baselines3 PPO model.zip")
+    who.add_argument("--model", help="a stable-baselines3 model.zip (agents.ppo's model.zip)")
     who.add_argument("--random", action="store_true", help="uniformly random actions")
     who.add_argument("--scripted", action="store_true",
                      help="the data collector's scripted exploration (reads the global observables)")
-    parser.add_argument("--episodes", type=int, default=3)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--algo", default="ppo", choices=("ppo", "recurrent-ppo"),
+                        help="the algorithm that saved --model (recurrent-ppo carries its LSTM "
+                             "state through each episode) (default: %(default)s)")
+    parser.add_argument("--stochastic", action="store_true",
+                        help="--model acts with sampled actions instead of the most likely one")
+    parser.add_argument("--episodes", type=int, default=3,
+                        help="real episodes to score (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="episode k is the maze of seed SEED + k; also seeds --random and "
+                             "--scripted (default: %(default)s)")
     parser.add_argument("--max-steps", type=int, help="shorter real episodes (default: 1000)")
-    parser.add_argument("--size", default="9x9", help="maze size (default: 9x9)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if args.model:
-        from stable_baselines3 import PPO
+    parser.add_argument("--size", default="9x9", help="maze size (default: %(default)s)")
+    return parser
 
-        policy = policy_from_model(PPO.load(args.model, device="cpu"))
-    elif args.scripted:
-        policy = ScriptedPolicy(seed=args.seed)
-    else:
-        policy = random_policy(seed=args.seed)
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
+        if args.model:
+            from stable_baselines3.common.utils import set_random_seed
+
+            from agents.ppo import ModelPolicy, load_model
+
+            set_random_seed(args.seed)  # --stochastic: the same actions on every run
+            policy: Policy = ModelPolicy(load_model(args.model, args.algo),
+                                         deterministic=not args.stochastic)
+        elif args.scripted:
+            policy = ScriptedPolicy(seed=args.seed)
+        else:
+            policy = random_policy(seed=args.seed)
         result = evaluate_in_real(policy, args.episodes, args.seed, args.max_steps, args.size)
     except RadError as exc:  # errors meant for the user: no traceback
         print(f"agents.evaluate: error: {exc}", file=sys.stderr)
         return 2
     print(f"real Memory Maze {args.size}: return {result.mean_return:.2f} +- "
-          f"{result.std_return:.2f} over {args.episodes} episode(s) of {result.lengths} steps")
+          f"{result.std_return:.2f} over {args.episodes} episode(s) of {result.lengths} steps; "
+          f"returns {result.returns}")
     return 0
 
 

@@ -228,69 +228,6 @@ def partial_run(cfg: PPOConfig) -> dict[str, Any] | None:
     return state
 
 
-def _checkpointer(cfg: PPOConfig, wall_before: float, start: float) -> Any:
-    """A stable-baselines3 callback that saves the run in progress between two rollouts (after
-    an update, before the next collection) every ``cfg.checkpoint_every`` env steps."""
-    from stable_baselines3.common.callbacks import BaseCallback
-
-    class Checkpointer(BaseCallback):
-        def _on_training_start(self) -> None:
-            self.last = self.num_timesteps
-
-        def _on_rollout_start(self) -> None:
-            if self.num_timesteps - self.last >= cfg.checkpoint_every:
-                save_partial(cfg, self.model, wall_before + time.perf_counter() - start)
-                self.last = self.num_timesteps
-
-        def _on_step(self) -> bool:
-            return True
-
-    return Checkpointer()
-
-
-def _monitor(cfg: PPOConfig, done: int, wall_before: float, start: float) -> Any:
-    """A stable-baselines3 callback that shows a progress bar over env steps and logs one line
-    per rollout (steps, wall time, steps/s, mean return and length of the last 100 finished
-    episodes) to ``out/metrics.jsonl`` and wandb (offline by default)."""
-    from stable_baselines3.common.callbacks import BaseCallback
-    from tqdm import tqdm
-
-    from world_model.training.logger import RunLogger
-
-    class Monitor(BaseCallback):
-        def _on_training_start(self) -> None:
-            Path(cfg.out).mkdir(parents=True, exist_ok=True)
-            self.run_logger = RunLogger(
-                Path(cfg.out) / METRICS_FILE, os.environ.get("WANDB_MODE", cfg.wandb),
-                {"project": "rad-env", "name": f"{cfg.algo}-{cfg.env}-seed{cfg.seed}",
-                 "dir": cfg.out, "config": dataclasses.asdict(cfg)}, start_step=done)
-            self.bar = tqdm(total=cfg.total_timesteps, initial=done, unit="step",
-                            desc=f"{cfg.algo} in {cfg.env}", disable=not cfg.progress)
-            self.last = self.num_timesteps
-
-        def _on_step(self) -> bool:
-            self.bar.update(self.num_timesteps - self.last)
-            self.last = self.num_timesteps
-            return True
-
-        def _on_rollout_end(self) -> None:
-            wall = wall_before + time.perf_counter() - start
-            values = {"wall_s": wall,
-                      "steps_per_s": (self.num_timesteps - done) / max(wall - wall_before, 1e-9)}
-            episodes = list(self.model.ep_info_buffer)
-            if episodes:
-                values["ep_return_mean"] = float(np.mean([e["r"] for e in episodes]))
-                values["ep_len_mean"] = float(np.mean([e["l"] for e in episodes]))
-                self.bar.set_postfix(ret=f"{values['ep_return_mean']:.2f}", refresh=False)
-            self.run_logger.log(int(self.num_timesteps), values)
-
-        def _on_training_end(self) -> None:
-            self.bar.close()
-            self.run_logger.close()
-
-    return Monitor()
-
-
 def save_partial(cfg: PPOConfig, model: Any, wall_s: float) -> None:
     """Write the run in progress (model first, then its state, each atomically)."""
     out = Path(cfg.out)
@@ -324,6 +261,8 @@ def train_ppo(cfg: PPOConfig, callback: Any = None) -> Any:
     """
     from stable_baselines3.common.callbacks import CallbackList
 
+    from agents.ppo_callbacks import checkpointer, monitor
+
     cfg.validate()
     cls = algo_class(cfg.algo)
     partial = partial_run(cfg)
@@ -341,7 +280,10 @@ def train_ppo(cfg: PPOConfig, callback: Any = None) -> Any:
             logger.info("%s: resuming at step %d of %d", cfg.out, model.num_timesteps,
                         cfg.total_timesteps)
         start = time.perf_counter()
-        callbacks = [_checkpointer(cfg, wall_before, start), _monitor(cfg, done, wall_before, start)]
+        callbacks = [
+            checkpointer(cfg.checkpoint_every, lambda m: save_partial(
+                cfg, m, wall_before + time.perf_counter() - start)),
+            monitor(cfg, Path(cfg.out) / METRICS_FILE, done, wall_before, start)]
         callbacks += [callback] if callback else []
         model.learn(total_timesteps=max(cfg.total_timesteps - model.num_timesteps, 0),
                     callback=CallbackList(callbacks), reset_num_timesteps=partial is None)

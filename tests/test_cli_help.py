@@ -9,7 +9,7 @@ import pytest
 
 from world_model.options import add_options, field_docs, from_args
 
-AGENT_TOOLS = ("compare", "plan", "ppo")
+AGENT_TOOLS = ("compare", "evaluate", "plan", "ppo")
 
 
 def _undocumented(parser: argparse.ArgumentParser) -> list[str]:
