@@ -245,7 +245,8 @@ def render_markdown(cfg: CompareConfig, table: dict[str, Any]) -> str:
     world = cfg.checkpoint or "the shipped world"
     lines = [
         "# RL in imagination, scored in reality", "",
-        f"Reproduce: `{table.get('command', 'python -m agents.compare')}`", "",
+        "Reproduce (the commands that filled this table):", "",
+        *[f"    {c}" for c in _commands(table) or ["python -m agents.compare"]], "",
         (f"World: {world}. Each training run: {cfg.timesteps} env steps ({cfg.num_envs} envs, "
          f"n_steps {cfg.n_steps}, batch {cfg.batch_size}, {cfg.n_epochs} epochs, lr "
          f"{cfg.learning_rate}, ent_coef {cfg.ent_coef}, training episodes of {cfg.episode_steps} "
@@ -282,10 +283,20 @@ def _table_lock(cfg: CompareConfig):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def _commands(table: dict[str, Any]) -> list[str]:
+    """The commands that filled ``table`` (tables before 2026-12-07 kept one, as ``command``)."""
+    return list(table.get("commands") or ([table["command"]] if table.get("command") else []))
+
+
 def _merge_from_disk(cfg: CompareConfig, table: dict[str, Any]) -> None:
-    """Add the cells another run sharing ``OUT`` has written since ``table`` was read."""
-    for key, cell in load_table(cfg)["cells"].items():
+    """Add the cells (and commands) another run sharing ``OUT`` has written since ``table`` was
+    read."""
+    disk = load_table(cfg)
+    for key, cell in disk["cells"].items():
         table["cells"].setdefault(key, cell)
+    mine = _commands(table)
+    table.pop("command", None)
+    table["commands"] = [*_commands(disk), *(c for c in mine if c not in _commands(disk))]
 
 
 def save_table(cfg: CompareConfig, table: dict[str, Any]) -> None:
@@ -311,8 +322,8 @@ def run_compare(cfg: CompareConfig, command: str | None = None,
 
         resolve_checkpoint(cfg.checkpoint)  # no shipped world: say so before training anything
     table = load_table(cfg)
-    if command:
-        table["command"] = command
+    if command and command not in _commands(table):
+        table["commands"] = [*_commands(table), command]
     patch_target_contacts()  # same frames and rewards, ~3x faster real steps (training and scoring)
     cells = cells_of(cfg)
     with tqdm(total=len(cells), desc="compare", unit="cell", disable=not progress) as bar:

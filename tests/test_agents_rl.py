@@ -164,14 +164,15 @@ def test_two_compare_runs_sharing_one_out_merge_their_cells(tmp_path, monkeypatc
     def fake_cell(cfg, algo, env, seed):
         calls.append(cell_key(algo, env, seed))
         if calls == ["random/seed0"]:  # the other run finishes its cells meanwhile
-            run_compare(dataclasses.replace(cfg, envs=("real",)), progress=False)
+            run_compare(dataclasses.replace(cfg, envs=("real",)), progress=False,
+                        command="python -m agents.compare --envs real")
         return {"algo": algo, "env": env, "seed": seed, "mean_return": float(len(calls)),
                 "train_steps_per_s": None if algo == "random" else 10.0,
                 "train_wall_s": 0.0 if algo == "random" else 5.0, "wall_s": 6.0}
 
     monkeypatch.setattr(agents.compare, "run_cell", fake_cell)
     cfg = CompareConfig(algos=("ppo",), envs=("imagination",), seeds=(0,), out=str(tmp_path))
-    table = run_compare(cfg, progress=False)
+    table = run_compare(cfg, progress=False, command="python -m agents.compare --envs imagination")
     # the other run's cells are kept beside this run's; each run keeps its own random cell
     assert sorted(table["cells"]) == ["ppo/imagination/seed0", "ppo/real/seed0", "random/seed0"]
     saved = json.loads((tmp_path / "table.json").read_text())
@@ -180,6 +181,9 @@ def test_two_compare_runs_sharing_one_out_merge_their_cells(tmp_path, monkeypatc
         ("random", None), ("ppo", "imagination"), ("ppo", "real")]
     md = (tmp_path / "table.md").read_text()
     assert "| ppo | real | 1 |" in md and "| ppo | imagination | 1 |" in md
+    assert saved["commands"] == ["python -m agents.compare --envs real",
+                                 "python -m agents.compare --envs imagination"]
+    assert all(f"    {c}" in md for c in saved["commands"])  # both commands behind the table
     # a third run of either grid finds every cell scored
     monkeypatch.setattr(agents.compare, "run_cell", lambda *a: pytest.fail("cell run again"))
     assert sorted(run_compare(dataclasses.replace(cfg, envs=("real",)),
