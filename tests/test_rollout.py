@@ -349,3 +349,19 @@ def test_a_failing_compile_falls_back_to_eager(caplog):
         out = rollout(broken, broken.start(frames, actions, seeds=0), actions)
     assert "no C++ compiler found" in caplog.text and not broken.compiled
     assert torch.equal(out, rollout(eager, eager.start(frames, actions, seeds=0), actions))
+
+
+def test_start_encodes_the_context_a_time_step_at_a_time_with_the_same_latents():
+    from world_model.loading import SHIPPED_WORLD, load_engine
+
+    if not (SHIPPED_WORLD / "config.json").is_file():
+        pytest.skip("no shipped world")
+    engine = load_engine(SHIPPED_WORLD, steps=2, dtype="float32")  # a VAE world: batched convs
+    g = torch.Generator().manual_seed(0)
+    frames = torch.randint(0, 256, (3, 4, 64, 64, 3), dtype=torch.uint8, generator=g)
+    actions = torch.randint(0, 6, (3, 4), generator=g)
+    state = engine.start(frames, actions, seeds=0)
+    whole = engine.start_latents(engine.codec.encode(frames), actions, seeds=0)  # all 12 at once
+    assert torch.equal(state.prev, whole.prev)
+    for mine, theirs in zip(state.keys, whole.keys):
+        assert torch.equal(mine, theirs)
