@@ -294,9 +294,9 @@ def _merge_from_disk(cfg: CompareConfig, table: dict[str, Any]) -> None:
     disk = load_table(cfg)
     for key, cell in disk["cells"].items():
         table["cells"].setdefault(key, cell)
-    mine = _commands(table)
+    theirs, mine = _commands(disk), _commands(table)
     table.pop("command", None)
-    table["commands"] = [*_commands(disk), *(c for c in mine if c not in _commands(disk))]
+    table["commands"] = [*theirs, *(c for c in mine if c not in theirs)]
 
 
 def save_table(cfg: CompareConfig, table: dict[str, Any]) -> None:

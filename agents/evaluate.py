@@ -123,6 +123,8 @@ def evaluate_in_real(policy: Policy, episodes: int = 3, seed: int = 0,
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from agents.ppo import ALGOS
+
     parser = argparse.ArgumentParser(prog="python -m agents.evaluate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     who = parser.add_mutually_exclusive_group(required=True)
@@ -130,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     who.add_argument("--random", action="store_true", help="uniformly random actions")
     who.add_argument("--scripted", action="store_true",
                      help="the data collector's scripted exploration (reads the global observables)")
-    parser.add_argument("--algo", default="ppo", choices=("ppo", "recurrent-ppo"),
+    parser.add_argument("--algo", default="ppo", choices=tuple(ALGOS),
                         help="the algorithm that saved --model (recurrent-ppo carries its LSTM "
                              "state through each episode) (default: %(default)s)")
     parser.add_argument("--stochastic", action="store_true",
