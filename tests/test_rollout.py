@@ -305,6 +305,25 @@ def test_bfloat16_autocast_keeps_the_state_in_float32_and_frames_close(mode):
     assert (outs[0] - outs[1]).abs().mean() < 2.0  # uint8 levels
 
 
+@pytest.mark.parametrize("memory,mode,prev_frame", [
+    *((m, "frame", "none") for m in MEMORIES), ("lstm", "chunk", "none"), ("lstm", "frame", "input")])
+def test_linear_layers_cast_once_give_autocast_s_latents_bit_for_bit(memory, mode, prev_frame):
+    full = make_engine(memory, mode, prev_frame=prev_frame)
+    low = RolloutEngine(full.world, SamplerConfig(steps=3), compute_dtype=torch.bfloat16)
+    reference = RolloutEngine(full.world, SamplerConfig(steps=3), compute_dtype=torch.bfloat16)
+    reference.model = full.world.model  # float32 weights: autocast casts them on every call
+    assert low.model is not full.world.model
+    assert all(p.dtype == torch.float32 for p in full.world.model.parameters())  # untouched
+    assert low.model.blocks[0].spatial.qkv.weight.dtype == torch.bfloat16
+    frames, actions = frames_and_actions(length=5)  # past the window: memory writes run too
+    states = [engine.start(frames, actions, seeds=0) for engine in (low, reference)]
+    latents = [torch.stack([engine.step_latents(state, actions[:, i]).latent for i in range(5)])
+               for engine, state in zip((low, reference), states)]
+    assert torch.equal(latents[0], latents[1])
+    for mine, theirs in zip(states[0]._tensors(), states[1]._tensors()):
+        assert mine.dtype == theirs.dtype and torch.equal(mine, theirs)
+
+
 def test_compiled_frame_pass_equals_eager_or_falls_back():
     eager = make_engine("lstm", "frame", steps=2)
     compiled = RolloutEngine(eager.world, SamplerConfig(steps=2), compile=True)

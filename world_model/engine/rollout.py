@@ -46,6 +46,7 @@ from world_model.config import SamplerConfig
 from world_model.diffusion.samplers import make_sampler, randn_rows
 from world_model.engine.bookkeeping import MemoryBookkeeping
 from world_model.engine.checks import check_actions, check_frames
+from world_model.engine.precision import low_precision_copy
 from world_model.engine.world_state import WorldState, row_generators
 from world_model.errors import UserError
 from world_model.network.layers import KVCache
@@ -81,9 +82,13 @@ class RolloutEngine(MemoryBookkeeping):
         world: from :func:`world_model.checkpoint.load` or
             :func:`world_model.world.build_world` (model, diffusion, codec, config).
         sampler: which sampler (DDIM, Heun), its steps and eta, the context noise level.
-        compute_dtype: run the network under ``torch.autocast`` in this dtype (e.g.
-            ``torch.bfloat16`` on a GPU); None or the weights' dtype: no autocast. The state
-            (cache, memory) stays in the weights' dtype, so states are interchangeable.
+        compute_dtype: run the network and the VAE decoder under ``torch.autocast`` in this
+            dtype (e.g. ``torch.bfloat16`` where the device has it natively); None or the
+            weights' dtype: no autocast. The state (cache, memory) stays in the weights' dtype, so
+            states are interchangeable. In a lower dtype the engine runs a copy of the network
+            whose linear layers are cast once (:mod:`world_model.engine.precision`: the same
+            outputs bit for bit); ``world.model`` itself is left as it is, so an engine built
+            before the weights change keeps the old ones.
         compile: run the per-frame pass (``RADModel.forward_frame``, every denoising step and
             the clean pass) through ``torch.compile`` (static shapes: the context is always the
             whole ring, its empty slots masked, so one graph per batch size and key mask kind,
@@ -94,7 +99,10 @@ class RolloutEngine(MemoryBookkeeping):
     def __init__(self, world: World, sampler: SamplerConfig | None = None,
                  compute_dtype: torch.dtype | None = None, compile: bool = False) -> None:
         self.world = world
-        self.model = world.model
+        self._weights_dtype = next(world.model.parameters()).dtype
+        self.model = (low_precision_copy(world.model, compute_dtype)
+                      if compute_dtype is not None and compute_dtype != self._weights_dtype
+                      else world.model)
         self.codec = world.codec
         self.reward_model = world.reward_model
         self.cfg = world.model.cfg
@@ -134,7 +142,8 @@ class RolloutEngine(MemoryBookkeeping):
 
     @property
     def dtype(self) -> torch.dtype:
-        return next(self.model.parameters()).dtype
+        """The weights' (and the state's) dtype; the passes may compute in ``compute_dtype``."""
+        return self._weights_dtype
 
     @property
     def latent_shape(self) -> tuple[int, int, int]:
@@ -236,10 +245,17 @@ class RolloutEngine(MemoryBookkeeping):
         """
         if not self.reencode:
             info = self.step_latents(state, actions)
-            return self.codec.decode(info.latent), info
+            return self.decode(info.latent), info
         x, actions, plan = self._sample(state, actions)
-        frames = self.codec.decode(x)  # the observation; its latent is what the context keeps
+        frames = self.decode(x)  # the observation; its latent is what the context keeps
         return frames, self._append(state, self.codec.encode(frames).float(), actions, plan)
+
+    @torch.no_grad()
+    def decode(self, latents: Tensor) -> Tensor:
+        """Frames ``(..., H, W, 3)`` uint8 of latents ``(..., C, h, w)``: the codec's decoder under
+        the compute dtype (bf16 decoding moves a pixel by at most one level: docs/rollout.md)."""
+        with self._autocast():
+            return self.codec.decode(latents)
 
     @torch.no_grad()
     def step_latents(self, state: WorldState, actions: Tensor | np.ndarray) -> StepInfo:
@@ -249,7 +265,7 @@ class RolloutEngine(MemoryBookkeeping):
         frame's latent is that of its decoded picture (``encode(decode(x))``)."""
         x, actions, plan = self._sample(state, actions)
         if self.reencode:
-            x = self.codec.encode(self.codec.decode(x)).float()
+            x = self.codec.encode(self.decode(x)).float()
         return self._append(state, x, actions, plan)
 
     def _sample(self, state: WorldState, actions) -> tuple[Tensor, Tensor, FramePlan]:
