@@ -1,5 +1,6 @@
-"""benchmarks/lockstep_mean.py and campaign_curves.py: several lockstep reports as one table, and
-a warm-started run's validation loss on the campaign's step axis."""
+"""benchmarks/lockstep_mean.py, campaign_curves.py and bench_precision.py: several lockstep reports
+as one table, a warm-started run's validation loss on the campaign's step axis, the engine's two
+low-precision paths side by side."""
 
 from __future__ import annotations
 
@@ -58,3 +59,14 @@ def test_campaign_curves_places_a_warm_started_run_and_named_snapshots(tmp_path,
     out = tmp_path / "curves.png"
     curves.main([str(run), "--lockstep", str(a), "--out", str(out)])
     assert out.stat().st_size > 0 and "fidelity 1-20: 13000 0.8" in capsys.readouterr().out
+
+
+def test_bench_precision_compares_the_two_engines_on_the_shipped_world(capsys):
+    from world_model.loading import SHIPPED_WORLD
+
+    if not (SHIPPED_WORLD / "contexts.npz").is_file():
+        pytest.skip("no shipped world")
+    load("bench_precision").main(["--batch", "2", "--frames", "3", "--rounds", "1", "--steps", "1"])
+    out = capsys.readouterr().out
+    assert "autocast only: ms per batched step" in out and "cast once: ms per batched step" in out
+    assert "x autocast only" in out and "PSNR" in out
