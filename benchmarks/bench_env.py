@@ -14,6 +14,11 @@ Measured in one run, each part in its own fresh process (clean peak memory, no c
 
     python benchmarks/bench_env.py                       # the shipped world
     python benchmarks/bench_env.py --checkpoint runs/rad --steps 10 --json bench.json
+    python benchmarks/bench_env.py --batches 32 --long 0 --rounds 3   # median of 3 paired ratios
+
+With ``--rounds K`` the simulator and every cell are measured K times, back to back, and each cell's
+ratio is taken against its own round's simulator: on a host whose speed drifts (a shared VM) a
+single ratio moves by a third from run to run, the median of paired ratios much less.
 
 The goal (issue "Imagination faster than reality"): at the world's default DDIM steps, imagined
 frames/s at batch 32 at least 3x the patched real simulator's steps/s, measured in the same run.
@@ -44,7 +49,8 @@ def worker_real(job: dict) -> dict:
 
     out = {}
     rng = np.random.default_rng(0)
-    for name, patch in (("as_installed", False), ("fast_contacts", True)):
+    kinds = (("as_installed", False), ("fast_contacts", True))
+    for name, patch in kinds if job.get("as_installed", True) else kinds[1:]:
         if patch:
             fast_maze.patch_target_contacts()
         env = MemoryMazeEnv("9x9")
@@ -144,6 +150,60 @@ def run_worker(job: dict) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+HEADER = (f"{'dtype':>8} {'compiled':>8} {'procs':>5} {'threads':>7} {'batch':>5} {'frames/s':>9} "
+          f"{'s/step':>8} {'vs patched':>10} {'state/env':>10} {'peak/env':>9}")
+
+
+def measure_round(args: argparse.Namespace, common: dict, first: bool) -> tuple[dict, list[dict]]:
+    """The real simulator, then every imagined cell, each ratio against this round's simulator
+    (the simulator as installed only in the first round: it does not enter any ratio)."""
+    real = run_worker({"kind": "real", "n": args.real_steps, "as_installed": first})
+    real = real["real_steps_per_s"]
+    installed = f"{real['as_installed']:.1f} steps/s as installed, " if first else ""
+    print(f"real Memory Maze 9x9: {installed}{real['fast_contacts']:.1f} steps/s with the "
+          f"vectorised contact check (patched)")
+    print(HEADER)
+    rows = []
+    cells = [(p, t) for p in args.processes for t in (args.threads if p == 1 else [0])]
+    for dtype in args.dtypes:
+        for compiled in ([False, True] if args.compile else [False]):
+            for processes, threads in cells:
+                for batch in args.batches:
+                    r = run_worker({"kind": "imagine", "batch": batch, "frames": args.frames,
+                                    "warmup": args.warmup, "dtype": dtype, "threads": threads,
+                                    "compile": compiled, "processes": processes, **common})
+                    r.update(dtype=dtype, compiled=compiled,
+                             ratio_to_patched=r["frames_per_s"] / real["fast_contacts"])
+                    rows.append(r)
+                    print(row_line(r), flush=True)
+    return real, rows
+
+
+def row_line(r: dict) -> str:
+    return (f"{r['dtype']:>8} {r['compiled']!s:>8} {r['processes']:>5} {r['threads']:>7} "
+            f"{r['batch']:>5} {r['frames_per_s']:>9.2f} {r['s_per_batched_step']:>8.3f} "
+            f"{r['ratio_to_patched']:>9.2f}x {r['state_bytes_per_env'] / 2**20:>8.2f}MiB "
+            f"{r['peak_mib_per_env']:>7.1f}MiB")
+
+
+def summarize_rounds(rounds: list[tuple[dict, list[dict]]]) -> list[dict]:
+    """Per cell: the median over rounds of frames/s, s/step, peak and of the ratio to the same
+    round's simulator, with every round's ratio (a host whose speed drifts moves both sides of a
+    round together, so the ratio is steadier than either speed)."""
+    print(f"median of {len(rounds)} rounds (each ratio against its own round's simulator):")
+    print(HEADER + "  ratios by round")
+    out = []
+    for k, first in enumerate(rounds[0][1]):
+        cell = [imagined[k] for _, imagined in rounds]
+        r = dict(first)
+        for key in ("frames_per_s", "s_per_batched_step", "ratio_to_patched", "peak_mib_per_env"):
+            r[key] = float(np.median([c[key] for c in cell]))
+        r["ratios"] = [c["ratio_to_patched"] for c in cell]
+        out.append(r)
+        print(row_line(r) + "  " + " ".join(f"{x:.2f}" for x in r["ratios"]), flush=True)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -167,9 +227,14 @@ def main() -> None:
                         help="worker processes the rows are split across (EnvConfig.processes; "
                              "above 1 each takes cpu_count // processes threads, --threads is "
                              "for 1 only)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="measure the simulator and every cell this many times, back to "
+                             "back, and print the median of each cell's per-round ratio")
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error(f"--rounds must be at least 1, got {args.rounds}")
     if args.worker:
         job = json.loads(args.worker)
         print(json.dumps(WORKERS[job["kind"]](job)))
@@ -180,29 +245,16 @@ def main() -> None:
     steps = world_sampler(args.checkpoint or SHIPPED_WORLD, args.steps).steps
     common = {"checkpoint": args.checkpoint, "steps": steps, "device": args.device}
     print(f"world: {args.checkpoint or 'shipped'}; {steps} DDIM steps; {args.device}")
-    real = run_worker({"kind": "real", "n": args.real_steps})["real_steps_per_s"]
-    print(f"real Memory Maze 9x9: {real['as_installed']:.1f} steps/s as installed, "
-          f"{real['fast_contacts']:.1f} steps/s with the vectorised contact check (patched)")
-    rows = []
-    print(f"{'dtype':>8} {'compiled':>8} {'procs':>5} {'threads':>7} {'batch':>5} {'frames/s':>9} "
-          f"{'s/step':>8} {'vs patched':>10} {'state/env':>10} {'peak/env':>9}")
-    cells = [(p, t) for p in args.processes for t in (args.threads if p == 1 else [0])]
-    for dtype in args.dtypes:
-        for compiled in ([False, True] if args.compile else [False]):
-            for processes, threads in cells:
-                for batch in args.batches:
-                    r = run_worker({"kind": "imagine", "batch": batch, "frames": args.frames,
-                                    "warmup": args.warmup, "dtype": dtype, "threads": threads,
-                                    "compile": compiled, "processes": processes, **common})
-                    r.update(dtype=dtype, compiled=compiled,
-                             ratio_to_patched=r["frames_per_s"] / real["fast_contacts"])
-                    rows.append(r)
-                    print(f"{dtype:>8} {compiled!s:>8} {r['processes']:>5} {r['threads']:>7} {batch:>5} "
-                          f"{r['frames_per_s']:>9.2f} {r['s_per_batched_step']:>8.3f} "
-                          f"{r['ratio_to_patched']:>9.2f}x "
-                          f"{r['state_bytes_per_env'] / 2**20:>8.2f}MiB "
-                          f"{r['peak_mib_per_env']:>7.1f}MiB", flush=True)
-    result = {"config": {**common, "frames": args.frames}, "real": real, "imagined": rows}
+    rounds = [measure_round(args, common, first=k == 0) for k in range(args.rounds)]
+    real, rows = rounds[0]
+    if args.rounds > 1:
+        rows = summarize_rounds(rounds)
+        real = {"fast_contacts": float(np.median([r["fast_contacts"] for r, _ in rounds])),
+                "as_installed": rounds[0][0]["as_installed"]}
+    result = {"config": {**common, "frames": args.frames, "rounds": args.rounds}, "real": real,
+              "imagined": rows}
+    if args.rounds > 1:
+        result["rounds"] = [{"real": r, "imagined": imagined} for r, imagined in rounds]
     if args.long:
         best = max(rows, key=lambda r: r["frames_per_s"] if r["batch"] == 1 and r["processes"] == 1
                    else -1)

@@ -70,3 +70,27 @@ def test_bench_precision_compares_the_two_engines_on_the_shipped_world(capsys):
     out = capsys.readouterr().out
     assert "autocast only: ms per batched step" in out and "cast once: ms per batched step" in out
     assert "x autocast only" in out and "PSNR" in out
+
+
+def test_bench_env_rounds_pair_every_ratio_with_its_own_simulator(tiny_world, tmp_path):
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    out = tmp_path / "bench.json"
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_env.py"
+    run = subprocess.run([sys.executable, str(script), "--checkpoint", str(tiny_world),
+                          "--steps", "1", "--batches", "2", "--frames", "2", "--warmup", "1",
+                          "--real-steps", "5", "--dtypes", "float32", "--threads", "1",
+                          "--long", "0", "--rounds", "2", "--json", str(out)],
+                         capture_output=True, text=True, timeout=600, check=False)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "median of 2 rounds" in run.stdout
+    result = json.loads(out.read_text())
+    rounds = result["rounds"]
+    assert len(rounds) == 2 and "as_installed" not in rounds[1]["real"]  # measured once
+    (row,) = result["imagined"]
+    expect = [r["imagined"][0]["frames_per_s"] / r["real"]["fast_contacts"] for r in rounds]
+    assert row["ratios"] == pytest.approx(expect)
+    assert row["ratio_to_patched"] == pytest.approx(float(np.median(expect)))
