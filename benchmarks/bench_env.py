@@ -9,8 +9,10 @@ Measured in one run, each part in its own fresh process (clean peak memory, no c
   ``--processes`` worker processes (``EnvConfig.processes``), and compiled (``--compile``): frames/s
   (all rows, decode included), seconds per batched step, engine state per env, and peak memory
   per env (peak RSS after stepping minus RSS after loading the world, over the batch).
-* long: time per step near step 10 and near step ``--long`` (1000) of one rollout (batch 1):
-  constant cost per frame means a ratio near 1.
+* long: time per step at step 10 and at step ``--long`` (1000) of one rollout (batch 1): the
+  rollout is snapshotted at both, and the step after each is timed ``--long-pairs`` times,
+  alternately from the snapshots (a host that drifts moves both alike); constant cost per frame
+  means a ratio near 1.
 
     python benchmarks/bench_env.py                       # the shipped world
     python benchmarks/bench_env.py --checkpoint runs/rad --steps 10 --json bench.json
@@ -127,15 +129,31 @@ def worker_long(job: dict) -> dict:
     worlds.reset_rows([0])
     rng = np.random.default_rng(0)
     times = []
-    for _ in range(job["long"]):
+    for i in range(job["long"]):
+        if i == 10:
+            at_10 = worlds.snapshot()
         start = time.perf_counter()
         worlds.step(rng.integers(worlds.num_actions, size=1))
         times.append(time.perf_counter() - start)
-    times = np.array(times)
-    early = float(np.median(times[5:15]))  # steps 6..15: around step 10
-    late = float(np.median(times[-10:]))  # the last 10 steps: around step `long`
+    at_end = worlds.snapshot()
+    # paired: the step after step 10 and the step after step `long`, from snapshots, alternately,
+    # so that the host's drift over the rollout moves both alike
+    pairs = []
+    for _ in range(job.get("pairs", 30)):
+        pair = []
+        for snap in (at_10, at_end):
+            worlds.restore(snap)
+            start = time.perf_counter()
+            worlds.step(rng.integers(worlds.num_actions, size=1))
+            pair.append(time.perf_counter() - start)
+        pairs.append(pair)
+    pairs = np.array(pairs)
+    early, late = float(np.median(pairs[:, 0])), float(np.median(pairs[:, 1]))
     return {"steps": job["long"], "s_per_step_near_10": early, "s_per_step_near_end": late,
-            "ratio_end_over_10": late / early}
+            "ratio_end_over_10": late / early,
+            "paired_ratio_median": float(np.median(pairs[:, 1] / pairs[:, 0])),
+            "rollout_s_per_step_6_15": float(np.median(times[5:15])),
+            "rollout_s_per_step_last_10": float(np.median(times[-10:]))}
 
 
 WORKERS = {"real": worker_real, "imagine": worker_imagine, "long": worker_long}
@@ -215,6 +233,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--long", type=int, default=1000, help="rollout length for step-10 vs "
                         "step-N timing (0 skips it)")
+    parser.add_argument("--long-pairs", type=int, default=30,
+                        help="timed pairs (the step after step 10, the step after step --long)")
     parser.add_argument("--real-steps", type=int, default=100, help="timed real simulator steps")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"],
@@ -233,6 +253,9 @@ def main() -> None:
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if 0 < args.long <= 10 or args.long_pairs < 1:
+        parser.error(f"--long must be 0 or above 10 and --long-pairs at least 1, got {args.long} "
+                     f"and {args.long_pairs}")
     if args.rounds < 1:
         parser.error(f"--rounds must be at least 1, got {args.rounds}")
     if args.worker:
@@ -258,13 +281,15 @@ def main() -> None:
     if args.long:
         best = max(rows, key=lambda r: r["frames_per_s"] if r["batch"] == 1 and r["processes"] == 1
                    else -1)
-        long = run_worker({"kind": "long", "long": args.long, "dtype": best["dtype"],
+        long = run_worker({"kind": "long", "long": args.long, "pairs": args.long_pairs, "dtype": best["dtype"],
                            "threads": best["threads"], "compile": best["compiled"], **common})
         result["long"] = long
         print(f"batch 1 ({best['dtype']}, {best['threads']} threads), time per step near step 10: "
               f"{long['s_per_step_near_10'] * 1e3:.1f} ms, near step {args.long}: "
               f"{long['s_per_step_near_end'] * 1e3:.1f} ms "
-              f"(ratio {long['ratio_end_over_10']:.3f})")
+              f"(ratio {long['ratio_end_over_10']:.3f}; median of {args.long_pairs} paired "
+              f"ratios {long['paired_ratio_median']:.3f}; the step after step 10 and after step "
+              f"{args.long}, alternately from snapshots)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)

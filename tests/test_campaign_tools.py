@@ -72,7 +72,7 @@ def test_bench_precision_compares_the_two_engines_on_the_shipped_world(capsys):
     assert "x autocast only" in out and "PSNR" in out
 
 
-def test_bench_env_rounds_pair_every_ratio_with_its_own_simulator(tiny_world, tmp_path):
+def test_bench_env_pairs_ratios_with_their_own_simulator_and_steps_from_snapshots(tiny_world, tmp_path):
     import subprocess
     import sys
 
@@ -83,7 +83,8 @@ def test_bench_env_rounds_pair_every_ratio_with_its_own_simulator(tiny_world, tm
     run = subprocess.run([sys.executable, str(script), "--checkpoint", str(tiny_world),
                           "--steps", "1", "--batches", "2", "--frames", "2", "--warmup", "1",
                           "--real-steps", "5", "--dtypes", "float32", "--threads", "1",
-                          "--long", "0", "--rounds", "2", "--json", str(out)],
+                          "--long", "12", "--long-pairs", "2", "--rounds", "2",
+                          "--json", str(out)],
                          capture_output=True, text=True, timeout=600, check=False)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "median of 2 rounds" in run.stdout
@@ -94,3 +95,7 @@ def test_bench_env_rounds_pair_every_ratio_with_its_own_simulator(tiny_world, tm
     expect = [r["imagined"][0]["frames_per_s"] / r["real"]["fast_contacts"] for r in rounds]
     assert row["ratios"] == pytest.approx(expect)
     assert row["ratio_to_patched"] == pytest.approx(float(np.median(expect)))
+    long = result["long"]  # the step after step 10 and after step 12, paired from snapshots
+    assert long["steps"] == 12 and long["paired_ratio_median"] > 0
+    assert long["ratio_end_over_10"] == pytest.approx(
+        long["s_per_step_near_end"] / long["s_per_step_near_10"])
