@@ -10,13 +10,14 @@
 #
 # Settings (environment): ROOT (/work/campaign), EPISODES (300), WORKERS (collection processes, 2),
 # NAME (rad), MEMORY (lstm; none for the DF twin), BUDGET (CPU-minutes of this run in all, 480),
-# THREADS (torch threads, 1), DEVICE (cpu; cuda on a GPU machine), INIT (world to warm-start from
+# THREADS (torch threads, 1), STEPS (run step to stop at, 1000000: the budget decides), DEVICE (cpu; cuda on a GPU machine), INIT (world to warm-start from
 # when the run is new; default the shipped world, or its DF twin for MEMORY=none), EXTRA (more --set overrides for rad train). The VAE and the IDM judge ship
 # in rad_env/weights/ (memory-maze-9x9-vae, memory-maze-9x9-idm); VAE= / IDM= point elsewhere.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 ROOT="${ROOT:-/work/campaign}" EPISODES="${EPISODES:-300}" NAME="${NAME:-rad}"
 MEMORY="${MEMORY:-lstm}" BUDGET="${BUDGET:-480}" THREADS="${THREADS:-1}" DEVICE="${DEVICE:-cpu}"
+STEPS="${STEPS:-1000000}"
 INIT="${INIT-$here/rad_env/weights/memory-maze-9x9$([ "${MEMORY:-lstm}" = none ] && echo -df || true)}" EXTRA="${EXTRA:-}" WORKERS="${WORKERS:-2}"
 export MUJOCO_GL="${MUJOCO_GL:-egl}" WANDB_MODE="${WANDB_MODE:-offline}"
 export OMP_NUM_THREADS="$THREADS" MKL_NUM_THREADS="$THREADS"
@@ -55,7 +56,7 @@ for stage in "$@"; do
       if [ ! -f "$run/train_state.pt" ] && [ -n "$INIT" ]; then warm=(--init-from "$INIT"); fi
       # shellcheck disable=SC2086
       rad train --data "$DATA" "${RECIPE[@]}" $EXTRA "${warm[@]}" --out "$run" --device "$DEVICE" \
-        --steps 1000000 --budget-minutes "$BUDGET" --keep-every 500 --resume --no-progress --compile \
+        --steps "$STEPS" --budget-minutes "$BUDGET" --keep-every 500 --resume --no-progress --compile \
         >> "$ROOT/logs/$NAME.log" 2>&1 ;;
     eval)  # lockstep on held-out episodes at the worlds' own samplers
       rad eval --protocol lockstep --idm "$IDM" --checkpoint "$ROOT/runs/$NAME" \

@@ -151,7 +151,8 @@ def fidelity_drift(episodes: dict[int, list[int]]) -> dict | None:
 def make_env(args: argparse.Namespace):
     from rad_env.vector import RADVecEnv
 
-    kwargs = {"steps": args.steps, "device": args.device, "dtype": args.dtype}
+    # one process: the soak watches this process's memory and patches its engine
+    kwargs = {"steps": args.steps, "device": args.device, "dtype": args.dtype, "processes": 1}
     if args.max_steps:
         kwargs["max_steps"] = args.max_steps
     if args.contexts:

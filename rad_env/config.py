@@ -80,11 +80,14 @@ class EnvConfig:
     compile: bool = False
     """``torch.compile`` the engine's frame pass (falls back to eager where compilation is
     unavailable); measured cost and gain in docs/env.md."""
-    processes: int = 1
+    processes: int | str = "auto"
     """Vector envs (``RADVecEnv``, ``RADVectorEnv``): worker processes the rows are split across,
     each running its own engine on its share with ``cpu_count // processes`` torch threads
     (:mod:`rad_env.sharded`); on a CPU, where a frame is many small kernels, processes use the
-    cores better than threads (measured in docs/env.md). 1: the rows are stepped here."""
+    cores better than threads (measured in docs/env.md). 1: the rows are stepped here.
+    ``"auto"``: one process per :data:`rad_env.sharded.ROWS_PER_PROCESS` rows, at most one per
+    core, on an eager CPU engine; 1 on a GPU or with ``compile`` (where two processes measured
+    slower) - :func:`rad_env.sharded.choose_processes`."""
 
     def __post_init__(self) -> None:
         if self.context not in CONTEXT_SOURCES:
@@ -96,7 +99,11 @@ class EnvConfig:
         th = self.reward_threshold
         if th is not None and (isinstance(th, bool) or not isinstance(th, Real) or not 0 < th < 1):
             raise UserError(f"reward_threshold must be a number in (0, 1), got {th!r}")
-        for name in ("max_steps", "context_len", "processes"):  # steps and eta: checked by the sampler
+        if self.processes != "auto" and (isinstance(self.processes, bool)
+                                          or not isinstance(self.processes, Integral)
+                                          or self.processes < 1):
+            raise UserError(f"processes must be >= 1 (an integer) or 'auto', got {self.processes!r}")
+        for name in ("max_steps", "context_len"):  # steps and eta: checked by the sampler
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, Integral)
                                       or value < 1):

@@ -28,20 +28,41 @@ import numpy as np
 
 from rad_env.config import EnvConfig
 from rad_env.worlds import BatchedWorlds, StepResult, WorldSnapshot
+from world_model.devices import resolve_device
 from world_model.engine.checks import check_actions
 from world_model.errors import UserError
 
-__all__ = ["ShardedSnapshot", "ShardedWorlds", "make_worlds"]
+__all__ = ["ROWS_PER_PROCESS", "ShardedSnapshot", "ShardedWorlds", "choose_processes",
+           "make_worlds"]
+
+ROWS_PER_PROCESS = 8
+"""``processes="auto"`` gives each worker process at least this many rows. Measured on the 2-core
+Zen 4 (docs/env.md, ``bench_env.py --processes 1 2 --rounds``): two processes beat one at 16, 32
+and 64 rows in most rounds and lose at 8 rows (4 each), in every round."""
+
+
+def choose_processes(config: EnvConfig, num_envs: int) -> int:
+    """The worker processes for ``num_envs`` rows: ``config.processes`` when it is a number; for
+    ``"auto"``, ``min(cores, num_envs // ROWS_PER_PROCESS)`` (at least 1) when the engine runs
+    eager on a CPU, else 1 (a GPU is one device; the compiled engine measured slower in two
+    processes than in one)."""
+    if config.processes != "auto":
+        return int(config.processes)
+    if config.compile or resolve_device(config.device).type != "cpu":
+        return 1
+    return max(1, min(_cpus(), int(num_envs) // ROWS_PER_PROCESS))
 
 
 def make_worlds(num_envs: int, checkpoint: Any, config: EnvConfig | None = None,
                 **options: Any) -> BatchedWorlds | ShardedWorlds:
     """The core of a vector face: :class:`BatchedWorlds` in this process, or
-    :class:`ShardedWorlds` when ``processes`` (``config`` or ``options``) is above 1."""
+    :class:`ShardedWorlds` when ``processes`` (``config`` or ``options``; see
+    :func:`choose_processes`) comes to more than 1."""
     cfg = EnvConfig.from_kwargs(config, **options)
-    if cfg.processes > 1 and int(num_envs) > 1:
-        return ShardedWorlds(num_envs, checkpoint, config=cfg)
-    return BatchedWorlds(num_envs, checkpoint, config=cfg)
+    processes = choose_processes(cfg, num_envs)
+    if processes > 1 and int(num_envs) > 1:
+        return ShardedWorlds(num_envs, checkpoint, config=dataclasses.replace(cfg, processes=processes))
+    return BatchedWorlds(num_envs, checkpoint, config=dataclasses.replace(cfg, processes=1))
 
 
 def _cpus() -> int:
@@ -114,7 +135,7 @@ class ShardedWorlds:
         N = int(num_envs)
         if N < 1:
             raise UserError(f"num_envs must be >= 1, got {num_envs}")
-        K = min(cfg.processes, N)
+        K = min(choose_processes(cfg, N), N)
         sizes = [N // K + (k < N % K) for k in range(K)]
         self.starts = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
         """Row ``i`` lives in shard ``k`` where ``starts[k] <= i < starts[k + 1]``."""

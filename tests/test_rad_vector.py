@@ -262,3 +262,33 @@ def test_rows_split_across_processes_match_one_process(tiny_world):
         RADVecEnv(2, tiny_world, processes=0)
     with pytest.raises(UserError, match="sampler steps must be >= 1"):  # raised in a worker
         RADVectorEnv(2, tiny_world, steps=0, processes=2)
+
+
+def test_auto_processes_split_rows_only_for_an_eager_cpu_engine_with_enough_rows(monkeypatch):
+    """``processes="auto"`` (the default): one worker per ROWS_PER_PROCESS rows, at most one per
+    core, on an eager CPU engine; 1 when compiled or on a GPU; a number is taken as it is."""
+    from rad_env import sharded
+    from rad_env.config import EnvConfig
+
+    monkeypatch.setattr(sharded, "_cpus", lambda: 2)
+    auto = EnvConfig()
+    assert auto.processes == "auto" and sharded.ROWS_PER_PROCESS == 8
+    assert [sharded.choose_processes(auto, n) for n in (1, 7, 8, 15, 16, 32, 64)] == \
+        [1, 1, 1, 1, 2, 2, 2]
+    monkeypatch.setattr(sharded, "_cpus", lambda: 16)
+    assert [sharded.choose_processes(auto, n) for n in (16, 40, 1000)] == [2, 5, 16]
+    assert sharded.choose_processes(EnvConfig(compile=True), 64) == 1
+    assert sharded.choose_processes(EnvConfig(processes=3), 4) == 3
+    monkeypatch.setattr(sharded, "resolve_device", lambda device: __import__("torch").device("cuda"))
+    assert sharded.choose_processes(EnvConfig(device="cuda"), 64) == 1
+    for bad in ("many", 0, 1.5, True):
+        with pytest.raises(UserError, match="processes must be >= 1 .* or 'auto'"):
+            EnvConfig(processes=bad)
+
+
+def test_auto_processes_keep_a_small_vector_env_in_this_process(tiny_world):
+    from rad_env.worlds import BatchedWorlds
+
+    env = RADVecEnv(3, tiny_world, steps=STEPS)
+    assert isinstance(env.worlds, BatchedWorlds) and env.worlds.config.processes == 1
+    env.close()
