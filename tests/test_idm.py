@@ -160,3 +160,16 @@ def test_rad_eval_lockstep_end_to_end(tiny_world, real_episodes_dir, tmp_path):
          "--checkpoint", str(tiny_world), "--data", str(real_episodes_dir), "--out", str(out)],
         check=False, capture_output=True, text=True, timeout=600)
     assert missing.returncode == 2 and "--idm" in missing.stderr
+
+
+def test_rad_eval_scores_the_engine_it_is_asked_for(tiny_world):
+    """``rad eval --compile`` / ``--dtype`` reach the engine the worlds are scored with."""
+    from world_model.checkpoint import load
+    from world_model.evaluation.protocol import engine_for_settings
+    from world_model.evaluation.settings import EvalSettings
+
+    world = load(tiny_world)
+    eager = engine_for_settings(world, tiny_world, EvalSettings(steps=2, dtype="float32"))
+    compiled = engine_for_settings(world, tiny_world, EvalSettings(steps=2, compile=True))
+    assert not eager.compiled and compiled.compiled and compiled.static_context
+    assert eager.sampler.steps == compiled.sampler.steps == 2

@@ -87,6 +87,6 @@ def evaluate_lockstep(checkpoints: Sequence[str | os.PathLike], data: str | os.P
         idm, [t.frames for t in trajs], [t.actions for t in trajs], settings.context_frames,
         imagined, {"checkpoints": [str(c) for c in checkpoints], "data": str(data),
                    "idm": str(idm_dir), "samplers": samplers, "seed": settings.seed,
-                   "dtype": settings.dtype})
+                   "dtype": settings.dtype, "compile": settings.compile})
     write_lockstep(Path(out), report, [t.frames for t in trajs], imagined, settings.videos)
     return report

@@ -225,7 +225,7 @@ def engine_for_settings(world, path: str | os.PathLike, settings: EvalSettings):
 
     return engine_for(world, path, steps=settings.steps, eta=settings.eta, kind=settings.sampler,
                       context_level=settings.context_level, reencode=settings.reencode,
-                      dtype=settings.dtype)
+                      dtype=settings.dtype, compile=settings.compile)
 
 
 def evaluate(checkpoints: Sequence[str | os.PathLike], data: str | os.PathLike,

@@ -33,6 +33,9 @@ class EvalSettings:
     dtype: str = "auto"
     """Compute dtype of the network: auto (bfloat16 where the device computes it natively, else
     float32), float32, bfloat16 (autocast; state in float32), float16."""
+    compile: bool = False
+    """``torch.compile`` the engine's frame pass (``RolloutEngine(compile=True)``; falls back to
+    eager where compilation is unavailable): to score the compiled engine's rollouts."""
     max_trajectories: int | None = None
     """Use only the first N trajectories (default: all)."""
     horizon: int | None = None
